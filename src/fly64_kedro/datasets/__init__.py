@@ -1,0 +1,5 @@
+"""Kedro datasets of fly64-kedro."""
+
+from fly64_kedro.datasets.npz_dataset import NPZDataset
+
+__all__ = ["NPZDataset"]

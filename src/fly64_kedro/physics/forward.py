@@ -1,0 +1,81 @@
+"""Far-field ptychography forward model (spec section 3), shared by the simulator and the PINN tests.
+
+Conventions (one place, used everywhere):
+- Object pixel (r, c) has its centre at object coordinate (y, x) = (r, c).
+- The patch centred at (y, x) samples object coordinates (y - N/2 + r, x - N/2 + c), r, c = 0..N-1,
+  by bilinear interpolation (sub-pixel shift), so patch pixel N/2 sits on the scan centre.
+- Far field: A = |fftshift(fft2(psi, norm="ortho"))|, i.e. |FFT2(psi)| / N, DC at pixel (N/2, N/2).
+  Parseval: sum |A|^2 == sum |psi|^2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def bilinear_taps(coords: np.ndarray, n_pix: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer start index and fractional weight of each patch origin (coords in object pixels)."""
+    origin = np.asarray(coords, dtype=np.float64) - n_pix / 2
+    start = np.floor(origin)
+    return start.astype(np.int64), origin - start
+
+
+def extract_patches(obj: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray, n_pix: int) -> np.ndarray:
+    """Bilinearly interpolated (n, N, N) complex64 patches of ``obj`` centred at the scan positions (pixels)."""
+    obj = np.asarray(obj)
+    height, width = obj.shape
+    iy, fy = bilinear_taps(ycoords, n_pix)
+    ix, fx = bilinear_taps(xcoords, n_pix)
+    if len(iy) and (iy.min() < 0 or ix.min() < 0 or iy.max() + n_pix > height or ix.max() + n_pix > width):
+        raise ValueError(
+            f"scan positions put a {n_pix}x{n_pix} patch outside the {height}x{width} object: "
+            f"every centre must lie in [N/2, size - N/2]"
+        )
+    # One pixel of edge padding: a tap whose weight is exactly 0 may point one past the last row/column.
+    padded = np.pad(obj, ((0, 1), (0, 1)), mode="edge")
+    offsets = np.arange(n_pix)
+    rows = iy[:, None] + offsets[None, :]  # (n, N)
+    cols = ix[:, None] + offsets[None, :]
+    wy = fy[:, None, None]
+    wx = fx[:, None, None]
+
+    def tap(dr: int, dc: int) -> np.ndarray:
+        return padded[(rows + dr)[:, :, None], (cols + dc)[:, None, :]]
+
+    patches = (1 - wy) * ((1 - wx) * tap(0, 0) + wx * tap(0, 1)) + wy * ((1 - wx) * tap(1, 0) + wx * tap(1, 1))
+    return patches.astype(np.complex64)
+
+
+def far_field_amplitude(exit_waves: np.ndarray) -> np.ndarray:
+    """|FFT2(psi)| / N with DC centred: (n, N, N) float32 amplitude in the units of ``psi``."""
+    spectrum = np.fft.fftshift(np.fft.fft2(exit_waves, norm="ortho"), axes=(-2, -1))
+    return np.abs(spectrum).astype(np.float32)
+
+
+def chunks(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering range(n)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def mean_exit_wave_energy(
+    obj: np.ndarray, probe: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray, chunk_size: int
+) -> float:
+    """mean_i sum |O_i P|^2 over all positions (unscaled photons), computed chunk by chunk."""
+    n_pix = probe.shape[0]
+    total = 0.0
+    for sl in chunks(len(ycoords), chunk_size):
+        patches = extract_patches(obj, ycoords[sl], xcoords[sl], n_pix)
+        total += float(np.sum(np.abs(patches * probe) ** 2, dtype=np.float64))
+    return total / len(ycoords)
+
+
+def exposure_scale(dose: float, mean_energy: float) -> float:
+    """s = sqrt(dose / mean_i sum |O_i P|^2), so expected counts per pattern average ``dose`` (photons)."""
+    if not (dose > 0 and mean_energy > 0):
+        raise ValueError(f"dose and mean exit-wave energy must be > 0, got {dose} and {mean_energy}")
+    return float(np.sqrt(dose / mean_energy))

@@ -1,0 +1,1 @@
+"""The study's modular pipelines: generation, overlap, reconstruction, comparison."""

@@ -1,0 +1,5 @@
+"""Generation pipeline (spec section 3)."""
+
+from fly64_kedro.pipelines.generation.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

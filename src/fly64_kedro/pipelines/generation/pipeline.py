@@ -1,0 +1,50 @@
+"""Generation: one synthetic base, then one namespace per dose (d1e3, d1e4, d1e5) simulating and splitting."""
+
+from kedro.pipeline import Pipeline, node
+
+from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, split_train_test
+from fly64_kedro.study import DOSES
+
+BASE_NODE = "make_synthetic_base"
+
+
+def dose_template() -> Pipeline:
+    """Simulate and split one dose; reused under every dose namespace."""
+    return Pipeline(
+        [
+            node(
+                simulate_diffraction,
+                ["base", "params:dose", "params:study", "params:generation"],
+                "simulated.ptycho",
+                name="simulate_diffraction",
+            ),
+            node(
+                split_train_test,
+                ["simulated.ptycho", "params:study", "params:generation"],
+                ["full.train.ptycho", "full.test.ptycho"],
+                name="split_train_test",
+            ),
+        ]
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """The synthetic base plus the per-dose simulation (``kedro run --pipeline generation``)."""
+    base = Pipeline(
+        [node(make_synthetic_base, ["params:generation.base", "params:study"], "base", name=BASE_NODE)],
+        tags="synthetic_base",
+    )
+    per_dose = [
+        Pipeline(
+            dose_template(),
+            namespace=dose,
+            inputs={"base"},
+            parameters={
+                "params:dose": f"params:study.doses.{dose}",
+                "params:study": "params:study",
+                "params:generation": "params:generation",
+            },
+        )
+        for dose in DOSES
+    ]
+    return Pipeline([base, *per_dose], tags="generation")

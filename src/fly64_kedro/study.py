@@ -1,0 +1,91 @@
+"""The study matrix (labels, fixed in code because Kedro builds pipelines before reading config) and the
+validation of the study design parameters (spec section 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DOSES: tuple[str, ...] = ("d1e3", "d1e4", "d1e5")
+SPLITS: tuple[str, ...] = ("train", "test")
+DERIVED_VIEWS: tuple[str, ...] = ("dense", "sparse")
+VIEWS: tuple[str, ...] = ("full", *DERIVED_VIEWS)
+
+
+@dataclass(frozen=True)
+class PinnVariant:
+    """One PINN model of the study: its catalog label, canonical name, gridsize and training views."""
+
+    label: str
+    name: str
+    gridsize: int
+    views: tuple[str, ...]
+
+
+PINN_VARIANTS: tuple[PinnVariant, ...] = (
+    PinnVariant("pinn_gs1", "PtychoPINN-gs1", 1, ("full",)),  # the upstream "Baseline"
+    PinnVariant("pinn_gs2", "PtychoPINN", 2, VIEWS),
+)
+LSQML_NAME = "pty-chi LSQML"
+MODEL_NAMES: dict[str, str] = {"lsqml": LSQML_NAME, **{v.label: v.name for v in PINN_VARIANTS}}
+
+
+class ParameterError(ValueError):
+    """A parameter breaks its rule; the message names the parameter and the rule."""
+
+    def __init__(self, name: str, rule: str, value: Any):
+        super().__init__(f"parameter '{name}' = {value!r}: {rule}")
+        self.name, self.rule = name, rule
+
+
+def _require(ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ParameterError(name, rule, value)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def validate_study(study: Mapping[str, Any]) -> None:
+    """Check the study design (spec section 2); raise ``ParameterError`` naming the parameter and the rule."""
+    doses = study.get("doses")
+    _require(isinstance(doses, Mapping) and len(doses) > 0, "study.doses", "must be a non-empty mapping", doses)
+    _require(
+        set(doses) == set(DOSES), "study.doses", f"must define exactly the study's dose labels {list(DOSES)}", sorted(doses)
+    )
+    for label, dose in doses.items():
+        _require(_number(dose) and dose > 0, f"study.doses.{label}", "must be a number > 0 (photons per pattern)", dose)
+    n_pix = study.get("N")
+    _require(isinstance(n_pix, int) and n_pix >= 8 and n_pix % 2 == 0, "study.N", "must be an even integer >= 8", n_pix)
+    fractions = study.get("overlap_fractions")
+    _require(
+        isinstance(fractions, Mapping) and set(fractions) == set(DERIVED_VIEWS),
+        "study.overlap_fractions", f"must define exactly the views {list(DERIVED_VIEWS)}", fractions,
+    )
+    for view, frac in fractions.items():
+        _require(_number(frac) and 0 <= frac < 1, f"study.overlap_fractions.{view}", "must satisfy 0 <= f < 1", frac)
+        _require((1 - frac) * n_pix > 0, f"study.overlap_fractions.{view}", "spacing S = (1 - f) N must be > 0", frac)
+    gridsizes = study.get("gridsizes")
+    _require(list(gridsizes or []) == [1, 2], "study.gridsizes", "must be [1, 2] (the study's PINN variants)", gridsizes)
+    pool = study.get("neighbour_pool")
+    group = max(gridsizes) ** 2
+    _require(
+        isinstance(pool, int) and pool >= group, "study.neighbour_pool",
+        f"K must be an integer >= C = gridsize^2 = {group}", pool,
+    )
+    _require(study.get("split_axis") == "y", "study.split_axis", "must be 'y'", study.get("split_axis"))
+    seeds = study.get("seeds")
+    _require(isinstance(seeds, Mapping), "study.seeds", "must be a mapping of named seeds", seeds)
+    for name in ("simulation", "grouping", "subsampling"):
+        _require(_seed(seeds.get(name)), f"study.seeds.{name}", "must be an integer >= 0", seeds.get(name))
+
+
+def spacing_threshold(study: Mapping[str, Any], view: str) -> float:
+    """S = (1 - f) N in pixels for a derived view."""
+    return (1.0 - float(study["overlap_fractions"][view])) * int(study["N"])
