@@ -1,16 +1,10 @@
-"""Shared fixtures: the project root and a small study configuration for session runs."""
+"""Shared test set-up: telemetry off, and the session helpers importable as `session`."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-import pytest
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
-
-
-@pytest.fixture(scope="session")
-def project_root() -> Path:
-    return PROJECT_ROOT
+sys.path.insert(0, str(Path(__file__).parent / "pipelines"))

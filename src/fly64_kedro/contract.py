@@ -6,17 +6,21 @@ value rules. ``validate`` raises ``ContractError`` naming the file, the key and 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from kedro.io.core import DatasetError
 
 STATUSES = ("ok", "failed", "skipped")
 
 
-class ContractError(ValueError):
-    """An NPZ file or record breaks its contract; the message names file, key and rule."""
+class ContractError(DatasetError, ValueError):
+    """An NPZ file or record breaks its contract; the message names file, key and rule.
+
+    A ``DatasetError`` so Kedro passes it through unwrapped on load and save."""
 
     def __init__(self, source: str, key: str, rule: str):
         super().__init__(f"{source}: key '{key}': {rule}")
@@ -118,7 +122,33 @@ RECONSTRUCTION = Contract(
     checks=(_status_rules,),
 )
 
-MODEL = Contract("model", {}, extra_keys=True, checks=(_status_rules,))
+def weights_digest(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over the arrays' names, dtypes, shapes and bytes, in sorted key order."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{arr.dtype.str}|{arr.shape}|".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _model_rules(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    status = meta.get("status")
+    if status not in STATUSES:
+        raise ContractError(source, "_metadata", f"'status' must be one of {STATUSES}, got {status!r}")
+    if status != "ok":
+        if not meta.get("reason"):
+            raise ContractError(source, "_metadata", f"a model with status '{status}' must give its 'reason'")
+        return
+    for key, arr in arrays.items():
+        if arr.dtype != np.float32 or not np.all(np.isfinite(arr)):
+            raise ContractError(source, key, "model weights must be finite float32")
+    expected = meta.get("weights_sha256")
+    if expected != weights_digest(arrays):
+        raise ContractError(source, "_metadata", "'weights_sha256' does not match the stored weights (corrupted model?)")
+
+
+MODEL = Contract("model", {}, extra_keys=True, checks=(_model_rules,))
 
 CONTRACTS: dict[str, Contract] = {c.name: c for c in (PTYCHO, BASE, RECONSTRUCTION, MODEL)}
 

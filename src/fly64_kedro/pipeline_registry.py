@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from fly64_kedro.pipelines import generation, overlap
+from fly64_kedro.pipelines import comparison, generation, overlap, reconstruction
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -13,6 +13,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = {
         "generation": generation.create_pipeline(),
         "overlap": overlap.create_pipeline(),
+        "reconstruction": reconstruction.create_pipeline(),
+        "comparison": comparison.create_pipeline(),
     }
     default = sum(pipelines.values(), Pipeline([]))
     pipelines["__default__"] = default

@@ -4,4 +4,9 @@ from fly64_kedro.hooks import ValidateParametersHook
 
 HOOKS = (ValidateParametersHook(),)
 
-CONFIG_LOADER_ARGS = {"base_env": "base", "default_run_env": "local"}
+# "soft" merging lets an environment (tiny, paper) override single nested parameters instead of whole sections.
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft"},
+}

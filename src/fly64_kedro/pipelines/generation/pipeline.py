@@ -3,6 +3,7 @@
 from kedro.pipeline import Pipeline, node
 
 from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, split_train_test
+from fly64_kedro.pipelines.namespacing import instantiate
 from fly64_kedro.study import DOSES
 
 BASE_NODE = "make_synthetic_base"
@@ -15,13 +16,13 @@ def dose_template() -> Pipeline:
             node(
                 simulate_diffraction,
                 ["base", "params:dose", "params:study", "params:generation"],
-                "simulated.ptycho",
+                "simulated__ptycho",
                 name="simulate_diffraction",
             ),
             node(
                 split_train_test,
-                ["simulated.ptycho", "params:study", "params:generation"],
-                ["full.train.ptycho", "full.test.ptycho"],
+                ["simulated__ptycho", "params:study", "params:generation"],
+                ["full__train__ptycho", "full__test__ptycho"],
                 name="split_train_test",
             ),
         ]
@@ -35,15 +36,15 @@ def create_pipeline(**kwargs) -> Pipeline:
         tags="synthetic_base",
     )
     per_dose = [
-        Pipeline(
+        instantiate(
             dose_template(),
-            namespace=dose,
-            inputs={"base"},
+            dose,
             parameters={
                 "params:dose": f"params:study.doses.{dose}",
                 "params:study": "params:study",
                 "params:generation": "params:generation",
             },
+            shared={"base"},
         )
         for dose in DOSES
     ]

@@ -5,6 +5,7 @@ from functools import partial, update_wrapper
 from kedro.pipeline import Pipeline, node
 
 from fly64_kedro.pipelines.overlap.nodes import build_overlap_manifest, full_view_summary, select_overlap_view
+from fly64_kedro.pipelines.namespacing import instantiate
 from fly64_kedro.study import DERIVED_VIEWS, DOSES, SPLITS, VIEWS
 
 
@@ -13,7 +14,7 @@ def dose_template() -> Pipeline:
     nodes = []
     for split in SPLITS:
         nodes.append(
-            node(full_view_summary, [f"full.{split}.ptycho", "params:study"], f"full.{split}.view_summary",
+            node(full_view_summary, [f"full__{split}__ptycho", "params:study"], f"full__{split}__view_summary",
                  name=f"summarise_full_{split}")
         )
         for view in DERIVED_VIEWS:
@@ -21,8 +22,8 @@ def dose_template() -> Pipeline:
             nodes.append(
                 node(
                     select,
-                    [f"full.{split}.ptycho", f"params:fraction_{view}", "params:study", "params:overlap"],
-                    [f"{view}.{split}.ptycho", f"{view}.{split}.view_summary"],
+                    [f"full__{split}__ptycho", f"params:fraction_{view}", "params:study", "params:overlap"],
+                    [f"{view}__{split}__ptycho", f"{view}__{split}__view_summary"],
                     name=f"select_{view}_{split}",
                 )
             )
@@ -32,10 +33,9 @@ def dose_template() -> Pipeline:
 def create_pipeline(**kwargs) -> Pipeline:
     """``kedro run --pipeline overlap``: per-dose views, then the study's overlap manifest."""
     per_dose = [
-        Pipeline(
+        instantiate(
             dose_template(),
-            namespace=dose,
-            inputs={f"full.{split}.ptycho": f"{dose}.full.{split}.ptycho" for split in SPLITS},
+            dose,
             parameters={
                 **{f"params:fraction_{v}": f"params:study.overlap_fractions.{v}" for v in DERIVED_VIEWS},
                 "params:study": "params:study",

@@ -1,0 +1,5 @@
+"""Reconstruction pipeline (spec section 5)."""
+
+from fly64_kedro.pipelines.reconstruction.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
