@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
-from fly64_kedro.physics.forward import exposure_scale, extract_patches, far_field_amplitude, mean_exit_wave_energy
+from fly64_kedro.physics.forward import exit_wave_energy, exposure_scale, extract_patches, far_field_amplitude
 from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction
 
 N = 32
@@ -93,8 +93,9 @@ def test_exposure_scale_makes_expected_counts_equal_dose(base) -> None:
     obj, probe = base["objectGuess"], base["probeGuess"]
     y = np.array([30.0, 50.5, 64.0])
     x = np.array([40.0, 33.3, 60.0])
-    scale = exposure_scale(500.0, mean_exit_wave_energy(obj, probe, y, x, chunk_size=2))
-    amplitude = far_field_amplitude(extract_patches(obj, y, x, N) * probe) * scale
+    patches = extract_patches(obj, y, x, N)
+    scale = exposure_scale(500.0, float(exit_wave_energy(patches, probe).mean()))
+    amplitude = far_field_amplitude(patches * probe) * scale
     assert np.mean(np.sum(amplitude.astype(np.float64) ** 2, axis=(1, 2))) == pytest.approx(500.0, rel=1e-4)
 
 

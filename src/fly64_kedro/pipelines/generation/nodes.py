@@ -14,7 +14,7 @@ from fly64_kedro.physics.forward import (
     exposure_scale,
     extract_patches,
     far_field_amplitude,
-    mean_exit_wave_energy,
+    exit_wave_energy,
 )
 from fly64_kedro.record import Record
 from fly64_kedro.study import ParameterError
@@ -66,15 +66,18 @@ def simulate_diffraction(
     seed = int(study["seeds"]["simulation"])
     positions = draw_scan_positions(obj.shape, n_pix, n_positions, seed)
     ycoords, xcoords = positions[:, 0].copy(), positions[:, 1].copy()
-    scale = exposure_scale(dose, mean_exit_wave_energy(obj, probe, ycoords, xcoords, chunk))
     noise_rng = _stream(seed, _NOISE_STREAM, int(round(np.log10(dose) * 1000)))
     poisson = bool(generation["poisson_noise"])
 
     diffraction = np.empty((n_positions, n_pix, n_pix), np.float32)
     patches = np.empty((n_positions, n_pix, n_pix), np.complex64)
+    energy = np.empty(n_positions)
     start = time.perf_counter()
     for sl in chunks(n_positions, chunk):
         patches[sl] = extract_patches(obj, ycoords[sl], xcoords[sl], n_pix)
+        energy[sl] = exit_wave_energy(patches[sl], probe)
+    scale = exposure_scale(dose, float(energy.mean()))
+    for sl in chunks(n_positions, chunk):
         amplitude = far_field_amplitude(patches[sl] * probe)  # unscaled |FFT2(O_i P)| / N
         if poisson:
             counts = noise_rng.poisson((scale * amplitude.astype(np.float64)) ** 2)
