@@ -31,8 +31,14 @@ class WorkerCrashed(RuntimeError):
 
 
 def _init_worker(engine: str) -> None:
-    # Route the worker's log records to stderr with the engine's name; Kedro's handlers live in the parent.
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [{engine} worker] %(name)s: %(message)s")
+    # The project's progress lines go to stderr with the engine's name: Kedro's handlers live in the parent, and
+    # a handler on the package logger survives kedro re-configuring the root logger when it is imported here.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [{engine} worker] %(name)s: %(message)s"))
+    package_logger = logging.getLogger("fly64_kedro")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    package_logger.propagate = False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
