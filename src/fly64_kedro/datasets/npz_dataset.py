@@ -101,7 +101,58 @@ def save_atomic(
         raise
 
 
-class NPZDataset(AbstractVersionedDataset[Record, Record]):
+class AtomicFileDataset(AbstractVersionedDataset[Any, Any]):
+    """Shared plumbing of the project's file datasets: fsspec, versioning, atomic saves."""
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        _fs_args = deepcopy(fs_args) or {}
+        protocol, path = get_protocol_and_path(filepath, version)
+        self._protocol = protocol
+        if protocol == "file":
+            _fs_args.setdefault("auto_mkdir", True)
+        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **_fs_args)
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+
+    def _load_path(self) -> str:
+        return get_filepath_str(self._get_load_path(), self._protocol)
+
+    def _write_atomic(self, write: Callable[[Any], None]) -> None:
+        save_atomic(self._fs, self._protocol, get_filepath_str(self._get_save_path(), self._protocol), write)
+        self._invalidate_cache()
+
+    def _exists(self) -> bool:
+        try:
+            path = self._load_path()
+        except DatasetError:
+            return False
+        return self._fs.exists(path)
+
+    def _release(self) -> None:
+        super()._release()
+        self._invalidate_cache()
+
+    def _invalidate_cache(self) -> None:
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+
+
+class NPZDataset(AtomicFileDataset):
     """NPZ file <-> ``Record``, checked against a named contract (``ptycho``, ``base``, ``reconstruction``,
     ``model``; see ``fly64_kedro.contract``) on load and on save.
 
@@ -133,50 +184,16 @@ class NPZDataset(AbstractVersionedDataset[Record, Record]):
         unknown = set(self._save_args) - set(self.DEFAULT_SAVE_ARGS)
         if unknown:
             raise DatasetError(f"{filepath}: unknown NPZDataset save_args {sorted(unknown)}; known: ['compress']")
-        _fs_args = deepcopy(fs_args) or {}
-        protocol, path = get_protocol_and_path(filepath, version)
-        self._protocol = protocol
-        if protocol == "file":
-            _fs_args.setdefault("auto_mkdir", True)
-        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **_fs_args)
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            exists_function=self._fs.exists,
-            glob_function=self._fs.glob,
-        )
+        super().__init__(filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata)
 
     def _describe(self) -> dict[str, Any]:
-        return {
-            "filepath": self._filepath,
-            "protocol": self._protocol,
-            "contract": self._contract,
-            "save_args": self._save_args,
-            "version": self._version,
-        }
+        return {**super()._describe(), "contract": self._contract, "save_args": self._save_args}
 
     def load(self) -> Record:
-        path = get_filepath_str(self._get_load_path(), self._protocol)
+        path = self._load_path()
         with self._fs.open(path, "rb") as handle:
             return read_npz(handle, path, self._contract)
 
     def save(self, data: Record) -> None:
-        path = get_filepath_str(self._get_save_path(), self._protocol)
-        check_record(data, path, self._contract)
-        save_atomic(self._fs, self._protocol, path, lambda handle: write_npz(data, handle, **self._save_args))
-        self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._fs.exists(path)
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
+        check_record(data, get_filepath_str(self._get_save_path(), self._protocol), self._contract)
+        self._write_atomic(lambda handle: write_npz(data, handle, **self._save_args))

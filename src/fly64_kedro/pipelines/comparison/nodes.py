@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 from typing import Any
 
@@ -31,7 +30,7 @@ def compare_job(base: Record, comparison: dict[str, Any], *results: Record) -> t
     FRC curves, model statuses, and a figure of ground truth vs each model (shared colour scales).
     """
     truth = base["objectGuess"]
-    margin = float(comparison["crop_margin"])
+    margin = int(comparison["crop_margin"])
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     statuses: dict[str, dict[str, str]] = {}
@@ -44,7 +43,8 @@ def compare_job(base: Record, comparison: dict[str, Any], *results: Record) -> t
         if result.status != "ok":
             continue
         aligned = align_to_truth(
-            truth, result["object"], result["ycoords"], result["xcoords"], int(result.meta["N"]), margin
+            truth, result["object"], result["ycoords"], result["xcoords"], int(result.meta["N"]), margin,
+            max_shift=float(comparison["max_shift"]),
         )
         scores = complex_metrics(aligned)
         seconds = result.meta.get("inference_s", result.meta.get("wall_time_s"))
@@ -53,7 +53,9 @@ def compare_job(base: Record, comparison: dict[str, Any], *results: Record) -> t
                 {
                     "model": name, **where, "metric": metric,
                     "amplitude": scores["amplitude"][metric], "phase": scores["phase"][metric],
-                    "shift_y": aligned.shift[0], "shift_x": aligned.shift[1], "recon_time_s": seconds,
+                    "shift_y": aligned.shift[0], "shift_x": aligned.shift[1],
+                    "registered_shift_y": aligned.registered_shift[0], "registered_shift_x": aligned.registered_shift[1],
+                    "recon_time_s": seconds,
                 }
             )
         amp_t, amp_r = np.abs(aligned.truth), aligned.amplitude_scale * np.abs(aligned.recon)
@@ -92,7 +94,8 @@ def _job_figure(panels: list[tuple[str, np.ndarray, np.ndarray]], title: str, st
 def build_metrics_table(*jobs: dict[str, Any]) -> pd.DataFrame:
     """The tidy metrics table of the whole study: model, dose, view, split, metric, amplitude, phase, ..."""
     rows = [row for job in jobs for row in job["rows"]]
-    columns = ["model", "dose", "view", "split", "metric", "amplitude", "phase", "shift_y", "shift_x", "recon_time_s"]
+    columns = ["model", "dose", "view", "split", "metric", "amplitude", "phase", "shift_y", "shift_x",
+               "registered_shift_y", "registered_shift_x", "recon_time_s"]
     table = pd.DataFrame(rows, columns=columns).sort_values(["dose", "view", "split", "model", "metric"])
     return table.reset_index(drop=True)
 
@@ -166,10 +169,8 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     return sub.pivot_table(index=["dose", "view"], columns="model", values=["amplitude", "phase"]).round(3)
 
 
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    return base64.b64encode(buffer.getvalue()).decode()
+def _img(png: bytes) -> str:
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def render_report(
@@ -177,18 +178,18 @@ def render_report(
     deltas: pd.DataFrame,
     overlap_manifest: pd.DataFrame,
     reconstruction_manifest: pd.DataFrame,
-    metrics_figure: Figure,
-    frc_figure: Figure,
-    *job_figures: Figure,
+    metrics_figure: bytes,
+    frc_figure: bytes,
+    *job_figures: bytes,
 ) -> str:
-    """One self-contained HTML page (figures inlined) with the study's tables and figures; logs the summary."""
+    """One self-contained HTML page (PNG figures inlined) with the study's tables and figures; logs the summary."""
     summary = summary_table(table)
     logger.info("study summary, MS-SSIM on the test split:\n%s", summary.to_string())
-    figures = "".join(f'<img src="data:image/png;base64,{_png(f)}">' for f in job_figures)
+    figures = "".join(_img(png) for png in job_figures)
     sections = [
         ("Summary: MS-SSIM, test split", summary.to_html()),
-        ("Metrics vs dose", f'<img src="data:image/png;base64,{_png(metrics_figure)}">'),
-        ("FRC curves (amplitude)", f'<img src="data:image/png;base64,{_png(frc_figure)}">'),
+        ("Metrics vs dose", _img(metrics_figure)),
+        ("FRC curves (amplitude)", _img(frc_figure)),
         ("PtychoPINN minus pty-chi LSQML", deltas.round(4).to_html(index=False)),
         ("Reconstruction jobs", reconstruction_manifest.round(3).to_html(index=False)),
         ("Overlap views", overlap_manifest.round(4).to_html(index=False)),

@@ -1,0 +1,151 @@
+"""PINN speed: training seconds per epoch at N = 64 and N = 128, and inference throughput (patterns/s).
+
+Runs the real engine API (training.train / training.reconstruct) in the "tensorflow" worker, on small simulated
+datasets (the project's forward model, dose 1e4). Prints a table and writes benchmarks/results/pinn.json.
+``python benchmarks/bench_pinn.py`` takes about 2-3 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fly64_kedro.engines.workers import run_in_worker, shutdown
+from fly64_kedro.physics import base, forward
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pinn.json"
+TRAINING = "fly64_kedro.engines.pinn.training"
+# (N, training positions, test positions): small enough for a CPU, large enough for several batches.
+CASES = ((64, 256, 512), (128, 128, 256))
+
+
+def simulate(n_pix: int, n_pos: int, seed: int, dose: float = 1e4) -> dict[str, Any]:
+    """Poisson far-field data of the synthetic fly on a (4N, 4N) object, as the simulator stores it."""
+    rng = np.random.default_rng(seed)
+    shape = (4 * n_pix, 4 * n_pix)
+    obj, probe = base.synthetic_fly_object(shape, 42), base.focused_probe(n_pix)
+    y = rng.uniform(n_pix / 2, shape[0] - n_pix / 2, n_pos)
+    x = rng.uniform(n_pix / 2, shape[1] - n_pix / 2, n_pos)
+    patches = forward.extract_patches(obj, y, x, n_pix)
+    scale = forward.exposure_scale(dose, float(np.mean(np.sum(np.abs(patches * probe) ** 2, axis=(1, 2)))))
+    counts = rng.poisson(forward.far_field_amplitude(scale * patches * probe).astype(np.float64) ** 2)
+    return {
+        "diffraction": (np.sqrt(counts) / scale).astype(np.float32),
+        "y": y,
+        "x": x,
+        "probe": probe,
+        "scale": scale,
+        "shape": shape,
+    }
+
+
+def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Train for settings['epochs'] epochs, then reconstruct a test set; timings in seconds."""
+    train, test = simulate(n_pix, n_train, seed=1), simulate(n_pix, n_test, seed=2)
+    job = f"bench N={n_pix} gs={gridsize}"
+    result = run_in_worker(
+        "tensorflow",
+        f"{TRAINING}:train",
+        train["diffraction"],
+        train["y"],
+        train["x"],
+        train["probe"],
+        train["scale"],
+        gridsize,
+        settings,
+        job=job,
+    )
+    recon = run_in_worker(
+        "tensorflow",
+        f"{TRAINING}:reconstruct",
+        result["weights"],
+        result["config"],
+        test["diffraction"],
+        test["y"],
+        test["x"],
+        test["probe"],
+        test["scale"],
+        test["shape"],
+        settings,
+        job=job,
+    )
+    epoch_s = result["history"]["epoch_s"]
+    steady = float(np.mean(epoch_s[1:]))  # the first epoch also traces the training and validation steps
+    return {
+        "N": n_pix,
+        "gridsize": gridsize,
+        "filters": settings["filters"],
+        "batch_size": settings["batch_size"],
+        "train_groups": result["n_train_groups"],
+        "epochs": len(epoch_s),
+        "first_epoch_s": epoch_s[0],
+        "epoch_s": steady,
+        "ms_per_group": 1e3 * steady / result["n_train_groups"],
+        "train_wall_s": result["wall_time_s"],
+        "loss_first": result["history"]["loss"][0],
+        "loss_last": result["history"]["loss"][-1],
+        "test_patterns": n_test,
+        "inference_s": recon["inference_s"],
+        "patterns_per_s": recon["patterns_per_s"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--filters", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="TensorFlow intra/inter-op threads")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (the first epoch includes tracing)")
+    settings = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": 1e-3,
+        "plateau_patience": 2,
+        "early_stopping_patience": args.epochs,  # never stop early: every epoch is timed
+        "validation_fraction": 0.1,
+        "n_groups": None,
+        "filters": args.filters,
+        "neighbour_pool": 7,
+        "grouping_seed": 123,
+        "subsampling_seed": 456,
+        "training_seed": 7,
+        "threads": args.threads,
+        "inference_batch_size": 64,
+    }
+    started = time.perf_counter()
+    rows = [bench_case(*case, gridsize, settings) for case in CASES for gridsize in (1, 2)]
+    shutdown("tensorflow")
+
+    print(
+        f"{'N':>4} {'gs':>3} {'groups':>6} {'1st ep s':>9} {'epoch s':>8} {'ms/group':>9} "
+        f"{'loss 1st->last':>21} {'patt/s':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['N']:>4} {r['gridsize']:>3} {r['train_groups']:>6} {r['first_epoch_s']:>9.2f} {r['epoch_s']:>8.2f} "
+            f"{r['ms_per_group']:>9.1f} {r['loss_first']:>10.4g}->{r['loss_last']:<10.4g} {r['patterns_per_s']:>8.0f}"
+        )
+    report = {
+        "benchmark": "pinn",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "settings": settings,
+        "total_s": time.perf_counter() - started,
+        "rows": rows,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print(f"wrote {RESULTS} ({report['total_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""PtychoPINN engine (spec section 5).
+
+``stitching`` is pure numpy and importable anywhere. ``physics``, ``model`` and ``training`` import TensorFlow:
+run them only inside the "tensorflow" worker, e.g.
+``run_in_worker("tensorflow", "fly64_kedro.engines.pinn.training:train", ...)``.
+"""

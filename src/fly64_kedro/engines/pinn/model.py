@@ -1,0 +1,114 @@
+"""PtychoPINN architecture in Keras 3 (spec section 5). Imports TensorFlow: use only inside the "tensorflow" worker.
+
+Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored decoders
+4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels:
+amplitude through sigmoid (object amplitude in [0, 1]), phase through pi * tanh. Input: diffraction amplitudes
+(B, N, N, C) times a fixed normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
+
+gridsize 2: the C predicted patches of a group are splatted onto a shared canvas at their offsets from the
+group's reference point (bilinear, the adjoint of extraction), averaged where they overlap, and re-extracted at
+the same offsets before the physics layer, so overlapping patches must agree. The canvas is (M, M) with
+M = N + 2R + 2, R = ``canvas_radius`` (pixels); a member whose offset exceeds R on either axis (sparse views) is
+left out of the merge and passes straight to the physics layer, as at gridsize 1. This bounds memory at any spacing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fly64_kedro.engines.pinn.physics import FarFieldLayer, extract_patches, place_patches
+
+LEVELS = 4  # encoder depth: N must be a multiple of 2**LEVELS
+
+
+class PinnModels(NamedTuple):
+    """Two views of one set of layers: ``training`` (diffraction[, offsets] -> predicted amplitude, units of
+    sqrt(counts)) and ``inference`` (diffraction -> object amplitude and phase patches, raw decoder outputs)."""
+
+    training: keras.Model
+    inference: keras.Model
+
+
+class PolarToCartesian(keras.layers.Layer):
+    """(amplitude, phase) -> (real, imag); a layer because Keras 3 ops on symbolic tensors mis-infer sparsity."""
+
+    def call(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
+        amplitude, phase = inputs
+        return [amplitude * tf.cos(phase), amplitude * tf.sin(phase)]
+
+
+class CanvasMerge(keras.layers.Layer):
+    """Merge a group's C patches on a shared canvas by their offsets and re-extract them (no weights)."""
+
+    def __init__(self, n_pix: int, radius: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.n_pix = n_pix
+        self.radius = radius
+        self.size = n_pix + 2 * radius + 2  # the +2 holds the extra bilinear tap of a member at offset +-radius
+
+    def call(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
+        real, imag, offsets = inputs  # (B, N, N, C), (B, N, N, C), (B, C, 2) pixels (dy, dx)
+        n_pix, n_ch, size = self.n_pix, real.shape[-1], self.size
+        batch = tf.shape(real)[0]
+        obj = tf.reshape(tf.transpose(tf.stack([real, imag], axis=-1), [0, 3, 1, 2, 4]), [-1, n_pix, n_pix, 2])
+        centre = size // 2
+        cy = tf.reshape(centre + offsets[..., 0], [-1])
+        cx = tf.reshape(centre + offsets[..., 1], [-1])
+        inside = tf.reduce_all(tf.abs(offsets) <= self.radius, axis=-1)  # (B, C)
+        mask = tf.reshape(tf.cast(inside, real.dtype), [-1, 1, 1, 1])
+        placed = place_patches(obj, cy, cx, (size, size)) * mask
+        weight = place_patches(tf.ones_like(obj[..., :1]), cy, cx, (size, size)) * mask
+        total = tf.reduce_sum(tf.reshape(placed, [batch, n_ch, size, size, 2]), axis=1)
+        norm = tf.reduce_sum(tf.reshape(weight, [batch, n_ch, size, size, 1]), axis=1)
+        canvas = tf.math.divide_no_nan(total, norm)
+        merged = extract_patches(tf.repeat(canvas, n_ch, axis=0), cy, cx, n_pix)
+        merged = tf.where(tf.reshape(inside, [-1, 1, 1, 1]), merged, obj)
+        merged = tf.transpose(tf.reshape(merged, [batch, n_ch, n_pix, n_pix, 2]), [0, 2, 3, 1, 4])
+        return [merged[..., 0], merged[..., 1]]
+
+
+def _conv(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
+    return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
+
+
+def _decoder(x: keras.KerasTensor, filters: int, channels: int, activation: str, name: str) -> keras.KerasTensor:
+    """Upsample N/16 -> N with filters 4f, 2f, f, f; a last conv to ``channels`` maps through ``activation``."""
+    for level in reversed(range(LEVELS)):
+        width = filters * 2 ** max(level - 1, 0)
+        x = keras.layers.UpSampling2D(2, name=f"{name}_{level}_up")(x)
+        x = _conv(x, width, f"{name}_{level}_conv_a")
+        x = _conv(x, width, f"{name}_{level}_conv_b")
+    return keras.layers.Conv2D(channels, 3, padding="same", activation=activation, name=f"{name}_out")(x)
+
+
+def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
+    """Build the models from ``config`` (N, gridsize, filters, input_scale, intensity_scale, canvas_radius).
+
+    ``probe`` (complex (N, N)) initialises the physics layer; leave it None when loading saved weights.
+    """
+    n_pix, gridsize, filters = config["N"], config["gridsize"], config["filters"]
+    channels = gridsize**2
+    diffraction = keras.Input((n_pix, n_pix, channels), name="diffraction")
+    x = keras.layers.Rescaling(config["input_scale"], name="input_scale")(diffraction)
+    for level in range(LEVELS):
+        x = _conv(x, filters * 2**level, f"encoder_{level}_conv_a")
+        x = _conv(x, filters * 2**level, f"encoder_{level}_conv_b")
+        x = keras.layers.MaxPooling2D(2, name=f"encoder_{level}_pool")(x)
+    amplitude = _decoder(x, filters, channels, "sigmoid", "amplitude")
+    phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))
+    inference = keras.Model(diffraction, [amplitude, phase], name="pinn_inference")
+
+    real, imag = PolarToCartesian(name="polar_to_cartesian")([amplitude, phase])
+    inputs = [diffraction]
+    if gridsize > 1:
+        offsets = keras.Input((channels, 2), name="offsets")
+        inputs.append(offsets)
+        real, imag = CanvasMerge(n_pix, config["canvas_radius"], name="canvas")([real, imag, offsets])
+    predicted = FarFieldLayer(n_pix, config["intensity_scale"], probe, name="physics")([real, imag])
+    training = keras.Model(inputs, predicted, name="pinn_training")
+    return PinnModels(training, inference)
