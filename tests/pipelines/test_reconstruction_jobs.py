@@ -1,0 +1,67 @@
+"""Reconstruction jobs never abort the study: skipped views are recorded as skipped, failures as failed (real
+pty-chi in its worker), and the manifest lists every job with its view fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, subset
+from fly64_kedro.pipelines.reconstruction.nodes import (
+    VIEW_FIELDS,
+    build_reconstruction_manifest,
+    reconstruct_lsqml,
+    reconstruct_pinn,
+    train_pinn,
+)
+
+pytestmark = pytest.mark.slow
+STUDY = {"N": 32, "neighbour_pool": 7, "split_axis": "y", "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456}}
+LSQML = {"epochs": 3, "batch_size": 16, "noise_model": "gaussian", "refine_probe": False}
+VIEW_META = {"view": "dense", "split": "test", "selection_strategy": "greedy", "acceptance_rate": 0.1,
+             "spacing_threshold": 9.6, "n_accepted": 1, "n_rejected": 9, "image_overlap": 0.0, "group_overlap": 0.0}
+
+
+@pytest.fixture(scope="module")
+def view():
+    base = make_synthetic_base({"object_shape": [96, 96], "aperture_fraction": 0.25, "defocus_waves": 2.0}, STUDY)
+    gen = {"n_positions": 60, "chunk_size": 64, "poisson_noise": True, "guard_band": None}
+    return simulate_diffraction(base, 1e5, STUDY, gen).with_meta(**VIEW_META, status="ok")
+
+
+def test_skipped_view_gives_skipped_jobs_without_running(view) -> None:
+    skipped = subset(view, np.arange(1), status="skipped", reason="dense view keeps 1 position(s)")
+    lsqml = reconstruct_lsqml(skipped, LSQML)
+    model = train_pinn(skipped, {}, STUDY, label="pinn_gs2", gridsize=2)
+    pinn = reconstruct_pinn(model, skipped, {}, STUDY, label="pinn_gs2")
+    for record in (lsqml, model, pinn):
+        assert record.status == "skipped"
+        assert "keeps 1 position" in record.meta["reason"]
+
+
+def test_one_position_view_fails_with_its_reason_and_next_job_still_runs(view) -> None:
+    one = subset(view, np.arange(1))
+    failed = reconstruct_lsqml(one, LSQML)
+    assert failed.status == "failed" and "at least 2 scan positions" in failed.meta["reason"]
+    ok = reconstruct_lsqml(view, LSQML)
+    assert ok.status == "ok" and np.all(np.isfinite(ok["object"]))
+    assert ok["object"].shape == view["objectGuess"].shape
+    assert len(ok["loss"]) == LSQML["epochs"]
+    manifest = build_reconstruction_manifest(failed, ok)
+    assert list(manifest["status"]) == ["failed", "ok"]
+    assert {"job", "method", "model", "status", "reason", "duration_s", "wall_time_s", *VIEW_FIELDS} <= set(manifest)
+    assert (manifest["selection_strategy"] == "greedy").all() and (manifest["n_accepted"] == 1).all()
+    assert manifest.loc[1, "duration_s"] > 0
+
+
+def test_nan_producing_case_is_recorded_as_failed(view) -> None:
+    """A zero probe drives pty-chi's step sizes to 0/0: NaN without an error from pty-chi; the job must say so."""
+    dark = view.__class__({**view.arrays, "probeGuess": np.zeros_like(view["probeGuess"])}, view.meta)
+    record = reconstruct_lsqml(dark, LSQML)
+    assert record.status == "failed"
+    assert "NaN" in record.meta["reason"] or "non-finite" in record.meta["reason"].lower()
+
+
+def test_bad_engine_settings_fail_the_job_not_the_study(view) -> None:
+    record = reconstruct_lsqml(view, {**LSQML, "noise_model": "laplace"})
+    assert record.status == "failed" and "noise_model" in record.meta["reason"]
