@@ -34,8 +34,8 @@ MODEL_NAMES: dict[str, str] = {"lsqml": LSQML_NAME, **{v.label: v.name for v in 
 class ParameterError(ValueError):
     """A parameter breaks its rule; the message names the parameter and the rule."""
 
-    def __init__(self, name: str, rule: str, value: Any):
-        super().__init__(f"parameter '{name}' = {value!r}: {rule}")
+    def __init__(self, name: str, rule: str, value: Any = ...):
+        super().__init__(f"parameter '{name}'" + ("" if value is ... else f" = {value!r}") + f": {rule}")
         self.name, self.rule = name, rule
 
 
