@@ -107,7 +107,7 @@ def compute_deltas(table: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for name in PINN_NAMES:
         pinn = table[table["model"] == name].set_index(keys)[["amplitude", "phase"]]
-        joined = pinn.join(base, lsuffix="_pinn", rsuffix="_lsqml", how="inner")
+        joined = pinn.merge(base, left_index=True, right_index=True, suffixes=("_pinn", "_lsqml"))
         if joined.empty:
             continue
         frames.append(
