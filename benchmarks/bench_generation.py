@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
+from functools import partial
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, split_train_test
+from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction
+from fly64_kedro.pipelines.overlap.nodes import select_overlap_view
+from fly64_kedro.record import Record
 
 RESULTS = Path(__file__).parent / "results"
 STUDY = {"split_axis": "y", "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456}}
@@ -49,6 +51,28 @@ def throughput_row(n_pix: int, n_positions: int, chunk: int) -> dict:
     }
 
 
+def overlap_rows() -> list[dict]:
+    """Seconds per view of the overlap node (selection, spacing statistics, overlap metrics) at paper scale:
+    one split of 5000 positions, N=128, 336 x 168 px scan region."""
+    rng = np.random.default_rng(0)
+    n, n_pix = 5000, 128
+    y, x = rng.uniform(64, 232, n), rng.uniform(64, 400, n)
+    arrays = {
+        "diffraction": np.zeros((n, 1, 1), np.float32), "xcoords": x, "ycoords": y,
+        "probeGuess": np.ones((1, 1), np.complex64), "objectGuess": np.ones((464, 464), np.complex64),
+    }
+    full = Record(arrays, {"dose": 1e4, "split": "train", "view": "full"})
+    study = {**STUDY, "N": n_pix, "gridsizes": [1, 2], "neighbour_pool": 7}
+    rows = []
+    overlap = {"min_direct_rate": 0.1, "min_positions": 8}
+    for view, fraction in (("dense", 0.7), ("sparse", 0.2)):
+        run = partial(select_overlap_view, full, fraction, study, overlap, view)
+        seconds = best_of(3, run)
+        kept = run()[0]
+        rows.append({"view": view, "positions": n, "kept": len(kept["xcoords"]), "seconds": seconds})
+    return rows
+
+
 def paper_peak_memory() -> dict:
     """One paper-scale dose in a fresh process: simulate + split, peak resident memory."""
     code = (
@@ -77,7 +101,10 @@ def main() -> None:
     for r in rows:
         print(f"{r['N']:>4} {r['patterns']:>8} {r['simulation_patterns_per_s']:>10.0f} "
               f"{r['fft_floor_patterns_per_s']:>10.0f} {r['simulation_over_fft_time']:>13.2f}")
-    result = {"throughput": rows, "own_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    views = overlap_rows()
+    for r in views:
+        print(f"overlap view {r['view']:>6} at paper scale: {r['positions']} -> {r['kept']} positions in {r['seconds']:.3f} s")
+    result = {"throughput": rows, "overlap_views": views}
     if not args.quick:
         mem = paper_peak_memory()
         result["paper_dose"] = mem

@@ -6,10 +6,9 @@ import copy
 
 import pytest
 from omegaconf import OmegaConf
+from session import PROJECT_ROOT
 
 from fly64_kedro.study import ParameterError, validate_study
-
-from session import PROJECT_ROOT
 
 
 def base_study() -> dict:

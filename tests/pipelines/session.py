@@ -11,10 +11,13 @@ from kedro.framework.startup import bootstrap_project
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_session(data_root: Path, env: str = "tiny", **run_args: Any) -> dict[str, Any]:
-    """``kedro run -e env --params data_root=...`` with SessionRunner defaults; returns session.run()'s result."""
+def run_session(
+    data_root: Path, env: str = "tiny", params: dict[str, Any] | None = None, **run_args: Any
+) -> dict[str, Any]:
+    """``kedro run -e env --params data_root=...,<params>``; returns session.run()'s result."""
     bootstrap_project(PROJECT_ROOT)
-    with KedroSession.create(PROJECT_ROOT, env=env, runtime_params={"data_root": str(data_root)}) as session:
+    runtime = {"data_root": str(data_root), **(params or {})}
+    with KedroSession.create(PROJECT_ROOT, env=env, runtime_params=runtime) as session:
         return session.run(**run_args)
 
 

@@ -8,7 +8,6 @@ import pytest
 from kedro.io import DatasetError
 from session import run_session
 
-
 pytestmark = pytest.mark.slow
 
 
@@ -41,13 +40,6 @@ def test_nan_in_input_is_refused_naming_key_and_rule(generated: Path) -> None:
 
 
 def test_base_object_smaller_than_probe_is_refused(tmp_path: Path) -> None:
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-    from session import PROJECT_ROOT
-
-    bootstrap_project(PROJECT_ROOT)
-    params = {"data_root": str(tmp_path), "generation": {"base": {"object_shape": [16, 16]}}}
-    with KedroSession.create(PROJECT_ROOT, env="tiny", runtime_params=params) as session:
-        with pytest.raises(DatasetError, match=r"synthetic_base.npz: key .objectGuess.*at least as large as the probe"):
-            session.run(node_names=["make_synthetic_base"])
+    with pytest.raises(DatasetError, match=r"synthetic_base.npz: key .objectGuess.*at least as large as the probe"):
+        run_session(tmp_path, params={"generation": {"base": {"object_shape": [16, 16]}}}, node_names=["make_synthetic_base"])
     assert not (tmp_path / "01_raw/synthetic_base.npz").exists()

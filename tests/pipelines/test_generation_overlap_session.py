@@ -70,26 +70,12 @@ def test_same_seed_gives_identical_arrays(study_root: Path, tmp_path: Path) -> N
 
 
 def test_invalid_study_parameter_stops_the_run_naming_it(tmp_path: Path) -> None:
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-    from session import PROJECT_ROOT
-
-    bootstrap_project(PROJECT_ROOT)
-    params = {"data_root": str(tmp_path), "study": {"neighbour_pool": 3}}
-    with KedroSession.create(PROJECT_ROOT, env="tiny", runtime_params=params) as session:
-        with pytest.raises(ParameterError, match=r"study.neighbour_pool.*K must be an integer >= C = gridsize\^2 = 4"):
-            session.run(pipeline_names=["generation"])
+    with pytest.raises(ParameterError, match=r"study.neighbour_pool.*K must be an integer >= C = gridsize\^2 = 4"):
+        run_session(tmp_path, params={"study": {"neighbour_pool": 3}}, pipeline_names=["generation"])
     assert not (tmp_path / "01_raw").exists()
 
 
 def test_invalid_lsqml_setting_stops_the_run_before_any_node(tmp_path: Path) -> None:
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-    from session import PROJECT_ROOT
-
-    bootstrap_project(PROJECT_ROOT)
-    params = {"data_root": str(tmp_path), "reconstruction": {"lsqml": {"noise_model": "laplace"}}}
-    with KedroSession.create(PROJECT_ROOT, env="tiny", runtime_params=params) as session:
-        with pytest.raises(ParameterError, match=r"reconstruction.lsqml.*'noise_model' must be one of"):
-            session.run(pipeline_names=["generation"])
+    with pytest.raises(ParameterError, match=r"reconstruction.lsqml.*'noise_model' must be one of"):
+        run_session(tmp_path, params={"reconstruction": {"lsqml": {"noise_model": "laplace"}}}, pipeline_names=["generation"])
     assert not (tmp_path / "01_raw").exists()

@@ -167,7 +167,7 @@ class NPZDataset(AtomicFileDataset):
 
     DEFAULT_SAVE_ARGS: dict[str, Any] = {"compress": False}
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         filepath: str,

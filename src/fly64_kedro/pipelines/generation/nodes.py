@@ -11,10 +11,10 @@ import numpy as np
 from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import (
     chunks,
+    exit_wave_energy,
     exposure_scale,
     extract_patches,
     far_field_amplitude,
-    exit_wave_energy,
 )
 from fly64_kedro.record import Record
 from fly64_kedro.study import ParameterError
@@ -66,7 +66,7 @@ def simulate_diffraction(
     seed = int(study["seeds"]["simulation"])
     positions = draw_scan_positions(obj.shape, n_pix, n_positions, seed)
     ycoords, xcoords = positions[:, 0].copy(), positions[:, 1].copy()
-    noise_rng = _stream(seed, _NOISE_STREAM, int(round(np.log10(dose) * 1000)))
+    noise_rng = _stream(seed, _NOISE_STREAM, round(np.log10(dose) * 1000))
     poisson = bool(generation["poisson_noise"])
 
     diffraction = np.empty((n_positions, n_pix, n_pix), np.float32)

@@ -25,7 +25,7 @@ def view_summary(view: Record) -> dict[str, Any]:
     )
     row = {k: view.meta[k] for k in keys if k in view.meta}
     row.setdefault("status", "ok")
-    row["n_positions"] = int(len(view["xcoords"]))
+    row["n_positions"] = len(view["xcoords"])
     row["dose"] = view.meta.get("dose")
     return row
 

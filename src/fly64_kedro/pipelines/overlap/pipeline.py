@@ -4,8 +4,8 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
-from fly64_kedro.pipelines.overlap.nodes import build_overlap_manifest, full_view_summary, select_overlap_view
 from fly64_kedro.pipelines.namespacing import instantiate
+from fly64_kedro.pipelines.overlap.nodes import build_overlap_manifest, full_view_summary, select_overlap_view
 from fly64_kedro.study import DERIVED_VIEWS, DOSES, SPLITS, VIEWS
 
 

@@ -5,13 +5,13 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node
 
+from fly64_kedro.pipelines.namespacing import instantiate
 from fly64_kedro.pipelines.reconstruction.nodes import (
     build_reconstruction_manifest,
     reconstruct_lsqml,
     reconstruct_pinn,
     train_pinn,
 )
-from fly64_kedro.pipelines.namespacing import instantiate
 from fly64_kedro.study import DOSES, PINN_VARIANTS, SPLITS, VIEWS
 
 
