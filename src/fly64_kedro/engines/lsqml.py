@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping
 from numbers import Integral
 from typing import TYPE_CHECKING, Any
@@ -196,6 +197,8 @@ def reconstruct(
     import torch
 
     logging.getLogger("ptychi").setLevel(logging.WARNING)  # its per-epoch INFO lines and tqdm bar are ours to give
+    # pty-chi reads its loss with .item() on a tensor that requires grad; harmless, and once per epoch chunk.
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
     from ptychi.api.task import PtychographyTask
 
     if cfg["device"] == "auto":
