@@ -54,3 +54,16 @@ def test_dask_runner_matches_sequential_runner(tmp_path: Path) -> None:
     for rel in left:
         if "01_raw" not in rel:
             assert_same_arrays(left[rel], right[rel])
+
+
+def test_parallel_runner_runs_both_engines_and_exits(tmp_path: Path, monkeypatch) -> None:
+    """Spawned ParallelRunner workers each start their engine workers and still exit (no hang at shutdown)."""
+    from kedro.runner import ParallelRunner
+
+    monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
+    run_session(tmp_path, pipeline_names=["generation", "overlap"])
+    jobs = ["d1e5.lsqml_sparse_test", "d1e5.train_pinn_gs2_sparse"]
+    run_session(tmp_path, runner=ParallelRunner(max_workers=2), node_names=jobs)
+    lsqml = NPZDataset(filepath=str(tmp_path / "07_model_output/d1e5/sparse_test_lsqml.npz"), contract="reconstruction")
+    model = NPZDataset(filepath=str(tmp_path / "07_model_output/d1e5/sparse_pinn_gs2_model.npz"), contract="model")
+    assert lsqml.load().status == "ok" and model.load().status == "ok"

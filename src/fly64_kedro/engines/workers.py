@@ -10,10 +10,10 @@ spawned (never forked: a forked torch/TF runtime can hang) and reused across job
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -83,4 +83,6 @@ def shutdown(engine: str | None = None) -> None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
 
-atexit.register(shutdown)
+# A multiprocessing finalizer, not atexit: a process that is itself a multiprocessing child (ParallelRunner's or
+# Dask's worker) skips atexit and joins its live children at exit, which would wait forever on idle engine workers.
+multiprocessing.util.Finalize(None, shutdown, exitpriority=100)
