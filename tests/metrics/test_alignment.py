@@ -104,7 +104,9 @@ def test_phase_offset_and_plane_are_recovered_and_removed(plane: tuple[float, fl
     a, b, c = fit_phase_plane(obj, moving)
     assert np.angle(np.exp(1j * (a - plane[0]))) == pytest.approx(0.0, abs=1e-9)
     assert (b, c) == pytest.approx(plane[1:], abs=1e-9)
-    np.testing.assert_allclose(remove_phase_offset_and_plane(obj, moving), obj, atol=1e-9)
+    corrected, fitted = remove_phase_offset_and_plane(obj, moving)
+    np.testing.assert_allclose(corrected, obj, atol=1e-9)
+    assert fitted == (a, b, c)
 
 
 def test_amplitude_scale_is_the_least_squares_minimiser() -> None:

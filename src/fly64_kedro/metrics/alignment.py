@@ -158,10 +158,13 @@ def _plane(shape: tuple[int, ...], coef: tuple[float, float, float]) -> np.ndarr
     return coef[0] + coef[1] * rows + coef[2] * cols
 
 
-def remove_phase_offset_and_plane(reference: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    """``moving * exp(-i(a + b*row + c*col))`` with (a, b, c) from :func:`fit_phase_plane`."""
+def remove_phase_offset_and_plane(
+    reference: np.ndarray, moving: np.ndarray
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """``moving * exp(-i(a + b*row + c*col))`` with (a, b, c) from :func:`fit_phase_plane`, and (a, b, c)."""
     moving = np.asarray(moving)
-    return moving * np.exp(-1j * _plane(moving.shape, fit_phase_plane(reference, moving)))
+    plane = fit_phase_plane(reference, moving)
+    return moving * np.exp(-1j * _plane(moving.shape, plane)), plane
 
 
 def fit_amplitude_scale(reference_amp: np.ndarray, moving_amp: np.ndarray) -> float:
@@ -208,8 +211,7 @@ def align_to_truth(
     taper = np.outer(_edge_taper(band.shape[0], SHIFT_GUARD_PX // 2), _edge_taper(band.shape[1], SHIFT_GUARD_PX // 2))
     shifted = apply_shift(band * taper, shift)[guard:-guard, guard:-guard]
 
-    plane = fit_phase_plane(truth_crop, shifted)
-    aligned = shifted * np.exp(-1j * _plane(shifted.shape, plane))
+    aligned, plane = remove_phase_offset_and_plane(truth_crop, shifted)
     a, b, c = plane
     # The plane was fitted in crop coordinates; report it in object-pixel coordinates (y, x) = (r, c), a in (-pi, pi].
     object_plane = (float(np.angle(np.exp(1j * (a - b * rows.start - c * cols.start)))), b, c)
