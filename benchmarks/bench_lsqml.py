@@ -34,7 +34,7 @@ import numpy as np
 
 from fly64_kedro.engines.workers import run_in_worker, shutdown
 from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
-from fly64_kedro.physics.forward import exposure_scale, extract_patches, far_field_amplitude
+from fly64_kedro.physics.forward import extract_patches, simulate_patterns
 from fly64_kedro.pipelines.reconstruction.nodes import reconstruct_lsqml
 from fly64_kedro.record import Record
 
@@ -52,10 +52,7 @@ def simulate(n_pix: int, n_positions: int = N_POSITIONS, seed: int = 42) -> dict
     probe = focused_probe(n_pix)
     y = rng.uniform(n_pix / 2, shape[0] - n_pix / 2, n_positions)
     x = rng.uniform(n_pix / 2, shape[1] - n_pix / 2, n_positions)
-    exit_waves = extract_patches(obj, y, x, n_pix) * probe
-    s = exposure_scale(DOSE, float(np.mean(np.sum(np.abs(exit_waves) ** 2, axis=(-2, -1)))))
-    counts = rng.poisson(far_field_amplitude(s * exit_waves).astype(np.float64) ** 2)
-    diffraction = (np.sqrt(counts) / s).astype(np.float32)
+    diffraction, _ = simulate_patterns(extract_patches(obj, y, x, n_pix), probe, DOSE, rng)
     return {"diffraction": diffraction, "y": y, "x": x, "probe": probe, "shape": shape}
 
 

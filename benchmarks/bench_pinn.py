@@ -34,11 +34,9 @@ def simulate(n_pix: int, n_pos: int, seed: int, dose: float = 1e4) -> dict[str, 
     obj, probe = base.synthetic_fly_object(shape, 42), base.focused_probe(n_pix)
     y = rng.uniform(n_pix / 2, shape[0] - n_pix / 2, n_pos)
     x = rng.uniform(n_pix / 2, shape[1] - n_pix / 2, n_pos)
-    patches = forward.extract_patches(obj, y, x, n_pix)
-    scale = forward.exposure_scale(dose, float(np.mean(np.sum(np.abs(patches * probe) ** 2, axis=(1, 2)))))
-    counts = rng.poisson(forward.far_field_amplitude(scale * patches * probe).astype(np.float64) ** 2)
+    diffraction, scale = forward.simulate_patterns(forward.extract_patches(obj, y, x, n_pix), probe, dose, rng)
     return {
-        "diffraction": (np.sqrt(counts) / scale).astype(np.float32),
+        "diffraction": diffraction,
         "y": y,
         "x": x,
         "probe": probe,

@@ -15,7 +15,7 @@ from skimage.registration import phase_cross_correlation
 from fly64_kedro.engines.lsqml import NonFiniteReconstruction
 from fly64_kedro.engines.workers import run_in_worker
 from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
-from fly64_kedro.physics.forward import exposure_scale, extract_patches, far_field_amplitude
+from fly64_kedro.physics.forward import extract_patches, simulate_patterns
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +34,8 @@ def _simulate(seed: int = 7, dose: float = 1e7) -> dict[str, Any]:
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
     y = yy.ravel() + rng.uniform(-1.5, 1.5, yy.size)
     x = xx.ravel() + rng.uniform(-1.5, 1.5, xx.size)
-    exit_waves = extract_patches(obj, y, x, N) * probe
-    s = exposure_scale(dose, float(np.mean(np.sum(np.abs(exit_waves) ** 2, axis=(-2, -1)))))
-    amplitude = far_field_amplitude(s * exit_waves)
-    counts = rng.poisson(amplitude.astype(np.float64) ** 2)
-    return {"obj": obj, "probe": probe, "y": y, "x": x, "diffraction": (np.sqrt(counts) / s).astype(np.float32)}
+    diffraction, _ = simulate_patterns(extract_patches(obj, y, x, N), probe, dose, rng)
+    return {"obj": obj, "probe": probe, "y": y, "x": x, "diffraction": diffraction}
 
 
 def _scanned(data: dict[str, Any]) -> tuple[slice, slice]:

@@ -54,10 +54,7 @@ def simulate(n_pos: int, seed: int, shape: tuple[int, int] = (128, 128), dose: f
     probe = base.focused_probe(N)
     y = rng.uniform(N / 2, shape[0] - N / 2, n_pos)
     x = rng.uniform(N / 2, shape[1] - N / 2, n_pos)
-    patches = forward.extract_patches(obj, y, x, N)
-    scale = forward.exposure_scale(dose, float(np.mean(np.sum(np.abs(patches * probe) ** 2, axis=(1, 2)))))
-    counts = rng.poisson(forward.far_field_amplitude(scale * patches * probe).astype(np.float64) ** 2)
-    diffraction = (np.sqrt(counts) / scale).astype(np.float32)
+    diffraction, scale = forward.simulate_patterns(forward.extract_patches(obj, y, x, N), probe, dose, rng)
     return {"diffraction": diffraction, "y": y, "x": x, "probe": probe, "scale": scale, "object": obj}
 
 

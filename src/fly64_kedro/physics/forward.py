@@ -69,3 +69,17 @@ def exposure_scale(dose: float, mean_energy: float) -> float:
     if not (dose > 0 and mean_energy > 0):
         raise ValueError(f"dose and mean exit-wave energy must be > 0, got {dose} and {mean_energy}")
     return float(np.sqrt(dose / mean_energy))
+
+
+def poisson_amplitude(exit_waves: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Stored amplitude sqrt(counts) / s (float32), counts ~ Poisson((s |FFT2(psi)| / N)^2); ``exit_waves`` unscaled."""
+    counts = rng.poisson((scale * far_field_amplitude(exit_waves).astype(np.float64)) ** 2)
+    return (np.sqrt(counts) / scale).astype(np.float32)
+
+
+def simulate_patterns(
+    patches: np.ndarray, probe: np.ndarray, dose: float, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Poisson data of in-memory patches at ``dose`` photons per pattern: (stored amplitude, exposure scale s)."""
+    scale = exposure_scale(dose, float(exit_wave_energy(patches, probe).mean()))
+    return poisson_amplitude(patches * probe, scale, rng), scale

@@ -15,6 +15,7 @@ from fly64_kedro.physics.forward import (
     exposure_scale,
     extract_patches,
     far_field_amplitude,
+    poisson_amplitude,
 )
 from fly64_kedro.record import Record
 from fly64_kedro.study import ParameterError
@@ -78,12 +79,8 @@ def simulate_diffraction(
         energy[sl] = exit_wave_energy(patches[sl], probe)
     scale = exposure_scale(dose, float(energy.mean()))
     for sl in chunks(n_positions, chunk):
-        amplitude = far_field_amplitude(patches[sl] * probe)  # unscaled |FFT2(O_i P)| / N
-        if poisson:
-            counts = noise_rng.poisson((scale * amplitude.astype(np.float64)) ** 2)
-            diffraction[sl] = np.sqrt(counts) / scale
-        else:
-            diffraction[sl] = amplitude
+        exit_waves = patches[sl] * probe
+        diffraction[sl] = poisson_amplitude(exit_waves, scale, noise_rng) if poisson else far_field_amplitude(exit_waves)
     mean_counts = float(np.mean(np.sum((diffraction.astype(np.float64) * scale) ** 2, axis=(1, 2))))
     logger.info(
         "simulated %d patterns at dose %.3g in %.1f s (mean counts per pattern %.1f)",
