@@ -180,6 +180,7 @@ def test_training_lowers_the_loss_and_reports_its_history(trained: dict[str, Any
     assert history["loss"][-1] < history["loss"][0]
     assert history["lr"][0] == pytest.approx(SETTINGS["learning_rate"])
     assert result["config"]["gridsize"] == trained["gridsize"] and result["wall_time_s"] > 0
+    assert result["device"] == "cpu"  # this machine has no GPU; a GPU machine records "gpu"
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in result["weights"].values())
     assert "physics/log_scale" in result["weights"] and "physics/probe_real" in result["weights"]
 
@@ -223,6 +224,7 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
     assert covered[np.round(test["y"]).astype(int), np.round(test["x"]).astype(int)].all()
     assert np.all(obj[~covered] == 0) and np.all(np.abs(obj[covered]) <= 1 + 1e-6)  # amplitude is a sigmoid
     assert out["inference_s"] > 0 and out["patterns_per_s"] == pytest.approx(40 / out["inference_s"])
+    assert out["device"] == "cpu"
 
 
 # ---------------------------------------------------------------- settings

@@ -26,6 +26,9 @@ def test_every_job_is_in_the_manifest_and_none_failed(study: Path) -> None:
     assert len(manifest) == len(DOSES) * (len(VIEWS) * len(SPLITS) + pinn_jobs)
     assert set(manifest["status"]) <= {"ok", "skipped"}, manifest[manifest.status == "failed"][["job", "reason"]]
     assert manifest["duration_s"].gt(0).all()
+    # Every job that ran says where (no GPU here); skipped ones ran nowhere.
+    ran = manifest[manifest.status == "ok"]
+    assert set(ran["device"]) == {"cpu"} and manifest.loc[manifest.status != "ok", "device"].isna().all()
 
 
 def test_metrics_table_covers_every_model_dose_view_and_split(study: Path) -> None:
@@ -35,6 +38,7 @@ def test_metrics_table_covers_every_model_dose_view_and_split(study: Path) -> No
     assert len(lsqml.groupby(["dose", "view", "split"])) == len(DOSES) * len(VIEWS) * len(SPLITS)
     test_rows = table[table.split == "test"]
     assert set(test_rows.model) == {LSQML_NAME, *(v.name for v in PINN_VARIANTS)}
+    assert set(table["device"]) == {"cpu"}  # timings are only comparable with their device
     ms_ssim = table[table.metric == "ms_ssim"]
     assert ms_ssim["amplitude"].between(-1, 1).all() and ms_ssim["phase"].between(-1, 1).all()
     # More photons help the iterative solver on the full view (the study's most basic expectation).

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fly64_kedro.engines.accelerators import warn_if_cpu_fallback
+
 if TYPE_CHECKING:
     from ptychi.api.task import PtychographyTask
 
@@ -203,6 +205,7 @@ def reconstruct(
 
     if cfg["device"] == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        warn_if_cpu_fallback("torch (pty-chi LSQML)", torch.cuda.device_count())
     elif cfg["device"] == "cuda" and not torch.cuda.is_available():
         raise ValueError("LSQML setting 'device' is 'cuda' but CUDA is not available in the torch worker")
     else:

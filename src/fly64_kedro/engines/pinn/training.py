@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fly64_kedro.engines.accelerators import tensorflow_device
 from fly64_kedro.engines.pinn.model import LEVELS, PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import poisson_nll
 from fly64_kedro.engines.pinn.stitching import stitch_patches
@@ -226,8 +227,9 @@ def fit(
         "tensorflow_version": tf.__version__,
     }
     models = build_models(config, probe)
+    device = tensorflow_device()
     # XLA pays off on a GPU; on CPU it compiled slower and ran ~2x slower per epoch for this model.
-    jit = bool(tf.config.list_physical_devices("GPU"))
+    jit = device == "gpu"
     optimizer = keras.optimizers.Adam(opts["learning_rate"])
     # Creating Adam's slots now lets fit trace its step once, not twice (saves ~2.5 s per training on 2 CPU cores).
     optimizer.build(models.training.trainable_variables)
@@ -238,11 +240,12 @@ def fit(
 
     epoch_log = _EpochLogger(job, opts["epochs"])
     logger.info(
-        "PINN %s: training gridsize %d on %d groups (%d validation), N=%d, filters %d, canvas radius %d px",
+        "PINN %s: training gridsize %d on %d groups (%d validation) on the %s, N=%d, filters %d, canvas radius %d px",
         job,
         gridsize,
         len(trn),
         n_val,
+        device.upper(),
         n_pix,
         opts["filters"],
         config["canvas_radius"],
@@ -272,6 +275,7 @@ def fit(
         "config": config,
         "history": epoch_log.history,
         "wall_time_s": time.perf_counter() - started,
+        "device": device,
         "best_epoch": int(np.argmin(epoch_log.history["val_loss"])),  # the returned weights are this epoch's
         "n_train_groups": len(trn),
         "n_val_groups": n_val,
@@ -294,7 +298,7 @@ def train(
 
     ``scale`` is the exposure scale s from the data's metadata (counts = (diffraction * s)^2). Returns
     {"weights": {name: float32 array}, "config": JSON-serialisable dict, "history": {"loss", "val_loss", "lr",
-    "epoch_s"} per epoch, "wall_time_s": seconds, "best_epoch", "n_train_groups", "n_val_groups"}; the weights
+    "epoch_s"} per epoch, "wall_time_s": seconds, "device" ("gpu" or "cpu"), "best_epoch", "n_train_groups", "n_val_groups"}; the weights
     are those of the epoch with the lowest validation loss.
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]
@@ -340,7 +344,7 @@ def reconstruct(
     own patch is kept. Patches are the decoder outputs (as upstream), not their canvas average. ``probe`` and
     ``scale`` are checked only: the stored amplitudes are already exposure-independent, and the model carries
     its probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights,
-    "wall_time_s", "inference_s" (prediction only, after one warm-up batch), "patterns_per_s"}.
+    "wall_time_s", "inference_s" (prediction only, after one warm-up batch), "patterns_per_s", "device"}.
     """
     started = time.perf_counter()
     opts = validate_settings(settings)
@@ -351,6 +355,7 @@ def reconstruct(
         raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
     _configure_threads(opts["threads"])
     model = load_model(weights, config)
+    device = tensorflow_device()
 
     gridsize, n = config["gridsize"], len(diffraction)
     groups = np.arange(n)[:, None]
@@ -383,6 +388,7 @@ def reconstruct(
         "wall_time_s": time.perf_counter() - started,
         "inference_s": inference_s,
         "patterns_per_s": n / inference_s,
+        "device": device,
     }
     logger.info(
         "PINN %s: reconstructed %d patterns, inference %.2f s (%.0f patterns/s), total %.1f s",

@@ -55,7 +55,7 @@ def compare_job(base: Record, comparison: dict[str, Any], *results: Record) -> t
                     "amplitude": scores["amplitude"][metric], "phase": scores["phase"][metric],
                     "shift_y": aligned.shift[0], "shift_x": aligned.shift[1],
                     "registered_shift_y": aligned.registered_shift[0], "registered_shift_x": aligned.registered_shift[1],
-                    "recon_time_s": seconds,
+                    "recon_time_s": seconds, "device": result.meta.get("device"),
                 }
             )
         amp_t, amp_r = np.abs(aligned.truth), aligned.amplitude_scale * np.abs(aligned.recon)
@@ -95,7 +95,7 @@ def build_metrics_table(*jobs: dict[str, Any]) -> pd.DataFrame:
     """The tidy metrics table of the whole study: model, dose, view, split, metric, amplitude, phase, ..."""
     rows = [row for job in jobs for row in job["rows"]]
     columns = ["model", "dose", "view", "split", "metric", "amplitude", "phase", "shift_y", "shift_x",
-               "registered_shift_y", "registered_shift_x", "recon_time_s"]
+               "registered_shift_y", "registered_shift_x", "recon_time_s", "device"]
     table = pd.DataFrame(rows, columns=columns).sort_values(["dose", "view", "split", "model", "metric"])
     return table.reset_index(drop=True)
 

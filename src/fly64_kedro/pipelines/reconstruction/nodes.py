@@ -115,7 +115,7 @@ def train_pinn(train_view: Record, settings: dict[str, Any], study: dict[str, An
             "status": "ok", "job": job, "method": label, "model": MODEL_NAMES[label], "gridsize": gridsize,
             "config": result["config"], "weight_names": names, "history": history,
             "epochs_run": len(history.get("loss", [])), "final_loss": history["loss"][-1] if history.get("loss") else None,
-            "wall_time_s": result["wall_time_s"], "weights_sha256": weights_digest(arrays),
+            "wall_time_s": result["wall_time_s"], "device": result["device"], "weights_sha256": weights_digest(arrays),
             "weights_bytes": int(sum(a.nbytes for a in arrays.values())), "scale": scale, **_view_meta(train_view),
         }
         return Record(arrays, meta)
@@ -144,7 +144,8 @@ def reconstruct_pinn(model: Record, test_view: Record, settings: dict[str, Any],
         meta = {
             "status": "ok", "job": job, "method": label, "model": MODEL_NAMES[label], "N": test_view.meta.get("N"),
             "wall_time_s": result["wall_time_s"], "inference_s": result["inference_s"],
-            "patterns_per_s": result["patterns_per_s"], "training_wall_time_s": model.meta.get("wall_time_s"),
+            "patterns_per_s": result["patterns_per_s"], "device": result["device"],
+            "training_wall_time_s": model.meta.get("wall_time_s"), "training_device": model.meta.get("device"),
             "weights_sha256": model.meta.get("weights_sha256"), **_view_meta(test_view),
         }
         return Record(arrays, meta)
@@ -166,7 +167,8 @@ def build_reconstruction_manifest(*results: Record) -> pd.DataFrame:
             {
                 "job": meta.get("job"), "method": meta.get("method"), "model": MODEL_NAMES.get(meta.get("method", ""), ""),
                 "status": result.status, "reason": meta.get("reason", ""), "duration_s": meta.get("duration_s"),
-                "wall_time_s": meta.get("wall_time_s"), **{k: meta.get(k) for k in VIEW_FIELDS},
+                "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device"),
+                **{k: meta.get(k) for k in VIEW_FIELDS},
             }
         )
     frame = pd.DataFrame(rows)
