@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
 from session import PROJECT_ROOT
 
-from fly64_kedro.study import ParameterError, validate_study
+from fly64_kedro.study import ParameterError, unknown_parameters, validate_study
 
 
 def base_study() -> dict:
@@ -47,3 +48,34 @@ def test_each_rule_names_parameter_and_rule(case, path, value, name, rule) -> No
         validate_study(study)
     assert info.value.name == name
     assert rule in str(info.value)
+
+
+def test_unknown_parameters_lists_every_path_the_base_lacks() -> None:
+    known = {"a": {"b": 1, "c": None, "d": {"e": 2}}, "f": 3}
+    assert unknown_parameters(known, {"a": {"b": 5, "c": {"any": "value"}, "d": {"e": 1}}, "f": 0}) == []
+    given = {"a": {"x": 1, "d": {"e": 1, "y": 2}}, "g": {"h": 1}}
+    assert unknown_parameters(known, given) == ["a.x", "a.d.y", "g"]
+
+
+@pytest.mark.parametrize("env", ["tiny", "paper"])
+def test_every_shipped_environment_only_overrides_base_parameters(env: str) -> None:
+    def load(run_env: str) -> dict:
+        loader = OmegaConfigLoader(
+            str(PROJECT_ROOT / "conf"), env=run_env, base_env="base", default_run_env="base",
+            merge_strategy={"parameters": "soft"},
+        )
+        return loader["parameters"]
+
+    assert unknown_parameters(load("base"), load(env)) == []
+
+
+def test_paper_profile_resolves_to_upstream_training_settings() -> None:
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"), env="paper", base_env="base", default_run_env="base",
+        merge_strategy={"parameters": "soft"},
+    )
+    params = loader["parameters"]
+    pinn, lsqml = params["reconstruction"]["pinn"], params["reconstruction"]["lsqml"]
+    assert (pinn["epochs"], pinn["batch_size"], pinn["n_groups"], pinn["learning_rate"]) == (50, 16, 512, 1e-3)
+    assert (lsqml["epochs"], lsqml["batch_size"], params["study"]["N"]) == (100, 96, 128)
+    assert params["reconstruction"]["pinn"]["central_fraction"] == 0.5  # soft merge keeps the base's other keys

@@ -52,6 +52,22 @@ def _seed(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def unknown_parameters(known: Mapping[str, Any], given: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of ``given`` that ``known`` (the base environment's parameters) does not define.
+
+    An environment may only override parameters: a misspelt or misnested key would otherwise be ignored in
+    silence. A key whose base value is not a mapping accepts any value (e.g. ``n_groups: null`` -> 512).
+    """
+    unknown = []
+    for key, value in given.items():
+        path = f"{prefix}{key}"
+        if key not in known:
+            unknown.append(path)
+        elif isinstance(known[key], Mapping) and isinstance(value, Mapping):
+            unknown += unknown_parameters(known[key], value, f"{path}.")
+    return unknown
+
+
 def validate_study(study: Mapping[str, Any]) -> None:
     """Check the study design (spec section 2); raise ``ParameterError`` naming the parameter and the rule."""
     doses = study.get("doses")

@@ -79,3 +79,17 @@ def test_invalid_lsqml_setting_stops_the_run_before_any_node(tmp_path: Path) -> 
     with pytest.raises(ParameterError, match=r"reconstruction.lsqml.*'noise_model' must be one of"):
         run_session(tmp_path, params={"reconstruction": {"lsqml": {"noise_model": "laplace"}}}, pipeline_names=["generation"])
     assert not (tmp_path / "01_raw").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"reconstruction": {"pinn": {"epoch": 3}}}, "reconstruction.pinn.epoch"),  # misspelt
+        ({"comparison": {"pinn": {"epochs": 50}}}, "comparison.pinn"),  # misnested (was in conf/paper once)
+    ],
+    ids=["misspelt", "misnested"],
+)
+def test_parameter_the_base_does_not_define_stops_the_run_naming_it(tmp_path: Path, override, named) -> None:
+    with pytest.raises(ParameterError, match=rf"'{named}'.*not defined in conf/base.*'tiny'"):
+        run_session(tmp_path, params=override, pipeline_names=["generation"])
+    assert not (tmp_path / "01_raw").exists()
