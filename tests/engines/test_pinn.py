@@ -260,6 +260,10 @@ def test_missing_setting_and_too_small_pool_are_named() -> None:
         run_in_worker("tensorflow", target, *args, 2, {**SETTINGS, "neighbour_pool": 3})
     with pytest.raises(ValueError, match="gridsize"):
         run_in_worker("tensorflow", target, *args, 3, SETTINGS)
+    # A zero probe predicts no photons and gives zero gradients: training would "succeed" on nothing.
+    with pytest.raises(ValueError, match="probe must be finite and not all zero"):
+        run_in_worker("tensorflow", target, data["diffraction"], data["y"], data["x"], 0 * data["probe"],
+                      data["scale"], 1, SETTINGS)
 
 
 # ---------------------------------------------------------------- stitching (numpy)

@@ -93,6 +93,8 @@ def _check_data(
         raise ValueError(f"{n} diffraction patterns but {len(ycoords)} ycoords and {len(xcoords)} xcoords")
     if probe.shape != (n_pix, n_pix):
         raise ValueError(f"probe must have shape ({n_pix}, {n_pix}), got {probe.shape}")
+    if not (np.all(np.isfinite(probe)) and np.any(probe)):
+        raise ValueError("probe must be finite and not all zero")
     if not np.all(np.isfinite(diffraction)) or diffraction.min(initial=0) < 0:
         raise ValueError("diffraction must be finite and >= 0")
     if not (math.isfinite(scale) and scale > 0):
