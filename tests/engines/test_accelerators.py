@@ -23,8 +23,17 @@ def _driver_dir(tmp_path: Path, n_gpus: int) -> Path:
 
 
 def test_driver_gpu_count_reads_one_entry_per_gpu_and_zero_without_a_driver(tmp_path: Path) -> None:
-    assert nvidia_gpu_count(_driver_dir(tmp_path, 2)) == 2
-    assert nvidia_gpu_count(tmp_path / "no-driver") == 0
+    empty_dev = tmp_path / "dev"
+    empty_dev.mkdir()
+    assert nvidia_gpu_count(_driver_dir(tmp_path, 2), empty_dev) == 2
+    assert nvidia_gpu_count(tmp_path / "no-driver", empty_dev) == 0
+
+
+def test_driver_gpu_count_falls_back_to_device_files(tmp_path: Path) -> None:
+    # A container may expose /dev/nvidia0.. without /proc/driver/nvidia; nvidiactl and nvidia-uvm are not GPUs.
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
+        (tmp_path / name).touch()
+    assert nvidia_gpu_count(tmp_path / "no-proc-entries", tmp_path) == 2
 
 
 @pytest.mark.parametrize(
@@ -46,9 +55,9 @@ def test_warning_is_logged_once_per_engine(tmp_path: Path, caplog: pytest.LogCap
     monkeypatch.setattr(accelerators, "_warned", set())
     gpus = _driver_dir(tmp_path, 1)
     with caplog.at_level(logging.WARNING, logger=accelerators.__name__):
-        warn_if_cpu_fallback("engine-a", 0, gpus)
-        warn_if_cpu_fallback("engine-a", 0, gpus)
-        warn_if_cpu_fallback("engine-b", 1, gpus)  # sees its GPU: nothing to say
+        warn_if_cpu_fallback("engine-a", 0, gpus, tmp_path)
+        warn_if_cpu_fallback("engine-a", 0, gpus, tmp_path)
+        warn_if_cpu_fallback("engine-b", 1, gpus, tmp_path)  # sees its GPU: nothing to say
     assert [r.getMessage()[:14] for r in caplog.records] == ["the engine-a e"]
 
 

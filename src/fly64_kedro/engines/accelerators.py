@@ -18,16 +18,18 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one entry per GPU the loaded NVIDIA driver manages
+DEVICES = Path("/dev")  # nvidia0, nvidia1, ...: containers often expose these without the /proc entries
 README_HINT = "see README.md, section 'GPU'"
 _warned: set[str] = set()
 
 
-def nvidia_gpu_count(gpus_dir: Path = NVIDIA_GPUS) -> int:
+def nvidia_gpu_count(gpus_dir: Path = NVIDIA_GPUS, dev_dir: Path = DEVICES) -> int:
     """Number of GPUs the NVIDIA kernel driver manages (0 without the driver), whatever any framework sees."""
     try:
-        return sum(1 for _ in gpus_dir.iterdir())
+        listed = sum(1 for _ in gpus_dir.iterdir())
     except OSError:
-        return 0
+        listed = 0
+    return listed or sum(1 for _ in dev_dir.glob("nvidia[0-9]*"))
 
 
 def fallback_message(engine: str, framework_gpus: int, driver_gpus: int) -> str | None:
@@ -40,9 +42,11 @@ def fallback_message(engine: str, framework_gpus: int, driver_gpus: int) -> str 
     )
 
 
-def warn_if_cpu_fallback(engine: str, framework_gpus: int, gpus_dir: Path = NVIDIA_GPUS) -> None:
+def warn_if_cpu_fallback(
+    engine: str, framework_gpus: int, gpus_dir: Path = NVIDIA_GPUS, dev_dir: Path = DEVICES
+) -> None:
     """Log ``fallback_message`` at WARNING, once per engine and process."""
-    message = fallback_message(engine, framework_gpus, nvidia_gpu_count(gpus_dir))
+    message = fallback_message(engine, framework_gpus, nvidia_gpu_count(gpus_dir, dev_dir))
     if message and engine not in _warned:
         _warned.add(engine)
         logger.warning(message)
