@@ -37,6 +37,7 @@ def test_skipped_view_gives_skipped_jobs_without_running(view) -> None:
     for record in (lsqml, model, pinn):
         assert record.status == "skipped"
         assert "keeps 1 position" in record.meta["reason"]
+        assert record.meta["reason"].count("is skipped") == 1  # the model's skip is not prefixed twice
 
 
 def test_one_position_view_fails_with_its_reason_and_next_job_still_runs(view) -> None:

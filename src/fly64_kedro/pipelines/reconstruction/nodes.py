@@ -51,7 +51,9 @@ def _run_job(job: str, method: str, views: tuple[Record, ...], call: Callable[[]
     started = time.perf_counter()
     for view in views:
         if view.status != "ok":
-            reason = f"input {view.meta.get('view')}/{view.meta.get('split')} is {view.status}: {view.meta.get('reason')}"
+            reason = view.meta.get("reason")
+            if "job" not in view.meta:  # a job record's reason already names its input view
+                reason = f"input {view.meta.get('view')}/{view.meta.get('split')} is {view.status}: {reason}"
             return _not_run("skipped", reason, job, method, views[-1], started)
     try:
         record = call()
