@@ -42,7 +42,7 @@ INTEGER_SETTINGS = {
     "threads": 1,
 }
 NULLABLE = {"n_groups", "threads"}
-OPTIONAL = {"central_fraction": 0.5, "inference_batch_size": 64}
+OPTIONAL = {"central_fraction": 0.5, "inference_batch_size": 64, "jit_compile": "auto"}
 
 
 def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
     Required: epochs, batch_size, learning_rate, plateau_patience, early_stopping_patience, validation_fraction,
     n_groups (null = all), filters, neighbour_pool, grouping_seed, subsampling_seed, training_seed,
-    threads (null = TensorFlow's default). Optional: central_fraction (stitching, 0.5), inference_batch_size (64).
+    threads (null = TensorFlow's default). Optional: central_fraction (stitching, 0.5), inference_batch_size (64),
+    jit_compile (XLA for training: "auto" = on a GPU only, true, false).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -66,6 +67,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             rule = f"an integer >= {minimum}" + (" or null" if name in NULLABLE else "")
             raise ValueError(f"PINN setting {name} must be {rule}, got {value!r}")
         checked[name] = int(value)
+    if not (checked["jit_compile"] == "auto" or isinstance(checked["jit_compile"], bool)):
+        raise ValueError(f"PINN setting jit_compile must be 'auto', true or false, got {checked['jit_compile']!r}")
     for name, low, high, closed_high in (
         ("learning_rate", 0.0, math.inf, False),
         ("validation_fraction", 0.0, 1.0, False),
@@ -231,7 +234,7 @@ def fit(
     models = build_models(config, probe)
     device = tensorflow_device()
     # XLA pays off on a GPU; on CPU it compiled slower and ran ~2x slower per epoch for this model.
-    jit = device == "gpu"
+    jit = device == "gpu" if opts["jit_compile"] == "auto" else opts["jit_compile"]
     optimizer = keras.optimizers.Adam(opts["learning_rate"])
     # Creating Adam's slots now lets fit trace its step once, not twice (saves ~2.5 s per training on 2 CPU cores).
     optimizer.build(models.training.trainable_variables)
