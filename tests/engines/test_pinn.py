@@ -103,6 +103,27 @@ def _worker_fit(data: dict[str, Any], gridsize: int, settings: dict[str, Any]) -
     return result, np.stack(models.inference.predict(inputs, verbose=0))
 
 
+def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> float:
+    """Train only the intensity scale towards counts ``brighter``^2 times the untrained model's prediction (the
+    network frozen, exact intensities); return the learnt scale over the initial one (ideal: ``brighter``)."""
+    import keras
+
+    from fly64_kedro.engines.pinn.model import build_models
+    from fly64_kedro.engines.pinn.physics import SCALE_RATE, poisson_nll
+
+    keras.utils.set_random_seed(0)
+    config = {"N": N, "gridsize": 1, "filters": 8, "input_scale": 1.0, "intensity_scale": data["scale"]}
+    training = build_models({**config, "canvas_radius": 0}, data["probe"]).training
+    inputs = data["diffraction"][:, :, :, None].astype(np.float32)
+    counts = (brighter * training.predict(inputs, verbose=0)) ** 2
+    for layer in training.layers:
+        layer.trainable = layer.name == "physics"
+    training.compile(optimizer=keras.optimizers.Adam(1e-3), loss=poisson_nll)
+    training.fit(inputs, counts, batch_size=16, epochs=epochs, shuffle=False, verbose=0)
+    learnt = np.exp(SCALE_RATE * training.get_layer("physics").log_scale_over_rate.numpy())
+    return float(learnt / data["scale"])
+
+
 def _worker_predict(weights: dict[str, np.ndarray], config: dict[str, Any], diffraction: np.ndarray) -> np.ndarray:
     from fly64_kedro.engines.pinn.training import load_model
 
@@ -161,6 +182,14 @@ def test_canvas_merge_averages_overlaps_and_leaves_far_members_alone() -> None:
     np.testing.assert_array_equal(merged[1, :, :, 3], stack[1, :, :, 3])
 
 
+def test_intensity_scale_is_learnt_within_tens_of_steps() -> None:
+    # Adam moves each weight by about the learning rate (1e-3) per step: a plain log-scale weight could change the
+    # scale by only ~10 % in these 100 steps, so the amplitude sigmoid would have to make up a 2x brighter source
+    # (and saturates, see physics.SCALE_RATE). With the rate the scale itself gets there.
+    ratio = in_tf("_worker_learnt_scale", simulate(64, seed=3), 2.0, 25)
+    assert ratio == pytest.approx(2.0, rel=0.05)
+
+
 # ---------------------------------------------------------------- training, reload, reconstruction
 
 
@@ -182,7 +211,7 @@ def test_training_lowers_the_loss_and_reports_its_history(trained: dict[str, Any
     assert result["config"]["gridsize"] == trained["gridsize"] and result["wall_time_s"] > 0
     assert result["device"] == "cpu"  # this machine has no GPU; a GPU machine records "gpu"
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in result["weights"].values())
-    assert "physics/log_scale" in result["weights"] and "physics/probe_real" in result["weights"]
+    assert "physics/log_scale_over_rate" in result["weights"] and "physics/probe_real" in result["weights"]
 
 
 @pytest.mark.slow
@@ -208,8 +237,8 @@ def test_saved_model_reloads_and_predicts_identically(trained: dict[str, Any], t
     config = json.loads((tmp_path / "config.json").read_text())
     reloaded = in_tf("_worker_predict", weights, config, trained["data"]["diffraction"])
     assert np.abs(reloaded - trained["predictions"]).max() < 1e-6
-    weights.pop("physics/log_scale")
-    with pytest.raises(ValueError, match="physics/log_scale"):
+    weights.pop("physics/log_scale_over_rate")
+    with pytest.raises(ValueError, match="physics/log_scale_over_rate"):
         in_tf("_worker_predict", weights, config, trained["data"]["diffraction"])
 
 

@@ -66,11 +66,21 @@ def far_field_amplitude(real: tf.Tensor, imag: tf.Tensor, probe: tf.Tensor) -> t
     return tf.transpose(tf.abs(spectrum), [0, 2, 3, 1]) / n_pix
 
 
-class FarFieldLayer(keras.layers.Layer):
-    """Non-trainable physics: object patches (real, imag) -> exp(log_scale) * |F(O P)| / N, the predicted amplitude.
+# The trainable log intensity scale is SCALE_RATE * w for the weight w: Adam moves every weight by about the
+# learning rate per step, which left this one global scale far slower than the network's output. The amplitude
+# sigmoid then ran into saturation at 1 to make up the missing photons and, gridsize 1, never left it (amplitude
+# std 4e-8 after 40 epochs). Measured on the 1e5 quick-profile training view, 8 epochs: rate 10 still saturates;
+# rate 30 un-saturates it (pooled amplitude correlation with the true patches 0.09 -> 0.83) and lowers the
+# training and validation Poisson NLL of both gridsizes.
+SCALE_RATE = 30.0
 
-    The probe is a non-trainable weight (so a saved model carries it); ``log_scale`` is the one trainable parameter,
-    initialised to log(s) with s the exposure scale, so predicted counts start at the simulator's dose.
+
+class FarFieldLayer(keras.layers.Layer):
+    """Non-trainable physics: object patches (real, imag) -> scale * |F(O P)| / N, the predicted amplitude.
+
+    The probe is a non-trainable weight (so a saved model carries it). The intensity scale is the one trainable
+    parameter: scale = exp(SCALE_RATE * log_scale_over_rate), initialised to s, the exposure scale, so predicted
+    counts start at the simulator's dose.
     """
 
     def __init__(self, n_pix: int, scale: float, probe: np.ndarray | None = None, **kwargs: object) -> None:
@@ -85,8 +95,10 @@ class FarFieldLayer(keras.layers.Layer):
         shape = (self.n_pix, self.n_pix)
         self.probe_real = self.add_weight(name="probe_real", shape=shape, initializer="zeros", trainable=False)
         self.probe_imag = self.add_weight(name="probe_imag", shape=shape, initializer="zeros", trainable=False)
-        self.log_scale = self.add_weight(
-            name="log_scale", shape=(), initializer=keras.initializers.Constant(math.log(self.initial_scale))
+        self.log_scale_over_rate = self.add_weight(
+            name="log_scale_over_rate",
+            shape=(),
+            initializer=keras.initializers.Constant(math.log(self.initial_scale) / SCALE_RATE),
         )
         if self.initial_probe is not None:
             self.probe_real.assign(self.initial_probe.real)
@@ -95,7 +107,7 @@ class FarFieldLayer(keras.layers.Layer):
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         real, imag = inputs
         probe = tf.complex(tf.convert_to_tensor(self.probe_real), tf.convert_to_tensor(self.probe_imag))
-        return tf.exp(self.log_scale) * far_field_amplitude(real, imag, probe)
+        return tf.exp(SCALE_RATE * self.log_scale_over_rate) * far_field_amplitude(real, imag, probe)
 
 
 def poisson_nll(counts: tf.Tensor, amplitude: tf.Tensor) -> tf.Tensor:

@@ -26,7 +26,7 @@ from fly64_kedro.geometry.grouping import draw_groups
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FORMAT = "fly64-pinn-1"
+CONFIG_FORMAT = "fly64-pinn-2"  # 2: the intensity scale is stored as log_scale_over_rate
 # Settings that must be integers >= the given minimum (None allowed where listed in NULLABLE).
 INTEGER_SETTINGS = {
     "epochs": 1,
