@@ -28,7 +28,7 @@ class ValidateParametersHook:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         if isinstance(self._loader, OmegaConfigLoader):
-            self._check_known(self._loader)
+            self._check_known(self._loader, catalog.load("parameters"))
         validate_study(catalog.load("params:study"))
         try:
             validate_lsqml_settings(catalog.load("params:reconstruction")["lsqml"])
@@ -36,7 +36,8 @@ class ValidateParametersHook:
             raise ParameterError("reconstruction.lsqml", str(exc)) from exc
 
     @staticmethod
-    def _check_known(loader: OmegaConfigLoader) -> None:
+    def _check_known(loader: OmegaConfigLoader, parameters: dict[str, Any]) -> None:
+        """``parameters`` (the run's, environment and --params merged) against the base environment's alone."""
         base = OmegaConfigLoader(
             conf_source=loader.conf_source,
             env=loader.base_env,
@@ -45,7 +46,7 @@ class ValidateParametersHook:
             config_patterns=loader.config_patterns,
             merge_strategy=loader.merge_strategy,
         )["parameters"]
-        given = {k: v for k, v in loader["parameters"].items() if k not in RUNTIME_ONLY}
+        given = {k: v for k, v in parameters.items() if k not in RUNTIME_ONLY}
         unknown = unknown_parameters(base, given)
         if unknown:
             env = loader.env or loader.default_run_env

@@ -73,11 +73,7 @@ def tensorflow_devices() -> dict[str, object]:
 
 def tensorflow_device() -> str:
     """The device TensorFlow places the PINN on ("gpu" or "cpu"); warns on a CPU fallback. TensorFlow worker only."""
-    import tensorflow as tf
-
-    n_gpus = len(tf.config.list_physical_devices("GPU"))
-    warn_if_cpu_fallback("tensorflow (PtychoPINN)", n_gpus)
-    return "gpu" if n_gpus else "cpu"
+    return "gpu" if tensorflow_devices()["gpus"] else "cpu"
 
 
 def main() -> int:
