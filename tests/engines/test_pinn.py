@@ -288,7 +288,7 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=name):
-        run_in_worker("tensorflow", "fly64_kedro.engines.pinn.training:validate_settings", {**SETTINGS, name: value})
+        run_in_worker("tensorflow", "fly64_kedro.engines.pinn.settings:validate_settings", {**SETTINGS, name: value})
 
 
 def test_missing_setting_and_too_small_pool_are_named() -> None:

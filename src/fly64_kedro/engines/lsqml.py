@@ -47,7 +47,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _REQUIRED = ("epochs", "batch_size", "noise_model", "refine_probe")
-_DEFAULTS: dict[str, Any] = {"probe_update_start": 0, "device": "auto", "torch_threads": None, "log_every": 10}
+_DEFAULTS: dict[str, Any] = {
+    "probe_update_start": 0,
+    "device": "auto",
+    "torch_threads": None,
+    "log_every": 10,
+    "plateau_epochs": 20,
+    "plateau_tolerance": 1e-3,
+}
 NOISE_MODELS = ("gaussian", "poisson")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -77,6 +84,11 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     cfg = {**_DEFAULTS, **settings}
     for name, minimum in (("epochs", 1), ("batch_size", 1), ("probe_update_start", 0), ("log_every", 1)):
         _check_int(cfg, name, minimum)
+    if cfg["plateau_epochs"] is not None:
+        _check_int(cfg, "plateau_epochs", 1)
+    tolerance = cfg["plateau_tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ValueError(f"LSQML setting 'plateau_tolerance' must be a number in [0, 1), got {tolerance!r}")
     if cfg["torch_threads"] is not None:
         _check_int(cfg, "torch_threads", 1)
     if cfg["noise_model"] not in NOISE_MODELS:
@@ -140,14 +152,25 @@ def _build_options(cfg: dict[str, Any], device: str) -> Any:
     return options
 
 
-def _run_logged(task: PtychographyTask, cfg: dict[str, Any], job: str, intensity_scale: float) -> np.ndarray:
-    """Run all epochs in chunks of ``log_every`` (pty-chi has no epoch callback; ``run`` resumes where it stopped).
+def plateaued(loss: np.ndarray, window: int | None, tolerance: float) -> bool:
+    """True once the loss fell by less than ``tolerance`` (relative) over the last ``window`` epochs."""
+    if window is None or len(loss) <= window:
+        return False
+    before, now = float(loss[-window - 1]), float(loss[-1])
+    return before - now <= tolerance * abs(now)
 
-    Returns the per-epoch loss in the project's units (mean squared amplitude error). Stops early on NaN/Inf.
+
+def _run_logged(task: PtychographyTask, cfg: dict[str, Any], job: str, intensity_scale: float) -> tuple[np.ndarray, str]:
+    """Run epochs in chunks of ``log_every`` (pty-chi has no epoch callback; ``run`` resumes where it stopped) until
+    the loss plateaus (``plateau_epochs``, ``plateau_tolerance``) or the ``epochs`` budget is spent.
+
+    Returns the per-epoch loss in the project's units (mean squared amplitude error) and why it stopped.
+    Stops early on NaN/Inf.
     """
     epochs = cfg["epochs"]
     start = time.perf_counter()
     done = 0
+    stop_reason = f"epoch budget ({epochs}) spent"
     while done < epochs:
         chunk = min(cfg["log_every"], epochs - done)
         task.run(n_epochs=chunk)
@@ -155,7 +178,7 @@ def _run_logged(task: PtychographyTask, cfg: dict[str, Any], job: str, intensity
         loss = task.reconstructor.loss_tracker.table["loss"].to_numpy(dtype=np.float64) / intensity_scale
         elapsed = time.perf_counter() - start
         logger.info(
-            "job %s: epoch %d/%d loss=%.4g (elapsed %.1f s, eta %.1f s)",
+            "job %s: epoch %d/%d loss=%.4g (elapsed %.1f s, eta <= %.1f s)",
             job,
             done,
             epochs,
@@ -165,7 +188,14 @@ def _run_logged(task: PtychographyTask, cfg: dict[str, Any], job: str, intensity
         )
         if not np.isfinite(loss).all():
             raise NonFiniteReconstruction(f"job {job}: LSQML loss became NaN/Inf by epoch {done}/{epochs}")
-    return loss
+        if done < epochs and plateaued(loss, cfg["plateau_epochs"], cfg["plateau_tolerance"]):
+            stop_reason = (
+                f"converged: loss fell < {cfg['plateau_tolerance']:g} (relative) over the last "
+                f"{cfg['plateau_epochs']} epochs"
+            )
+            break
+    logger.info("job %s: stopped after %d epochs: %s", job, done, stop_reason)
+    return loss, stop_reason
 
 
 def reconstruct(
@@ -182,7 +212,7 @@ def reconstruct(
     diffraction: (n, N, N) stored amplitude (|FFT2(O P)| / N units, DC centred); ycoords/xcoords: (n,) scan centres
     in object pixels (project convention); probe: (N, N) complex; object_shape: (H, W) pixels of the frame the object
     is returned in. Returns object (H, W) and probe (N, N) complex64, per-epoch loss (mean squared amplitude error),
-    wall_time_s (task build + run + readout, s), device, and the positions used (project convention).
+    epochs_run and stop_reason (loss plateau or epoch budget), wall_time_s (task build + run + readout, s), device, and the positions used (project convention).
     Raises ValueError for bad settings or inputs, NonFiniteReconstruction for a NaN/Inf result, ReconstructionFailed
     if pty-chi raises.
     """
@@ -226,7 +256,7 @@ def reconstruct(
             probe_position_x_px=to_ptychi_positions(xcoords, width),
             probe_position_y_px=to_ptychi_positions(ycoords, height),
         ) as task:
-            loss = _run_logged(task, cfg, job, intensity_scale)
+            loss, stop_reason = _run_logged(task, cfg, job, intensity_scale)
             obj = task.get_data_to_cpu("object", as_numpy=True)[0].astype(np.complex64)
             prb = task.get_data_to_cpu("probe", as_numpy=True)[0, 0].astype(np.complex64)
         wall_time = time.perf_counter() - start
@@ -246,6 +276,8 @@ def reconstruct(
         "object": obj,
         "probe": prb,
         "loss": loss,
+        "epochs_run": len(loss),
+        "stop_reason": stop_reason,
         "wall_time_s": wall_time,
         "device": device,
         "ycoords": ycoords.copy(),

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from fly64_kedro.engines.pinn.physics import FarFieldLayer, extract_patches, place_patches
+from fly64_kedro.engines.pinn.settings import LEVELS
 
-LEVELS = 4  # encoder depth: N must be a multiple of 2**LEVELS
 
 
 class PinnModels(NamedTuple):

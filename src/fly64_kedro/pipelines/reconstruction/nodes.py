@@ -83,6 +83,7 @@ def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
         meta = {
             "status": "ok", "job": job, "method": "lsqml", "model": MODEL_NAMES["lsqml"], "N": view.meta.get("N"),
             "wall_time_s": result["wall_time_s"], "device": result["device"], "settings": dict(settings),
+            "epochs_run": result["epochs_run"], "stop_reason": result["stop_reason"],
             "final_loss": float(arrays["loss"][-1]) if len(arrays["loss"]) else float("nan"), **_view_meta(view),
         }
         return Record(arrays, meta)

@@ -1,0 +1,65 @@
+"""PINN settings: the table of rules and their check (TensorFlow-free, so the run can check them before any node runs)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+LEVELS = 4  # encoder depth: N must be a multiple of 2**LEVELS
+
+# Settings that must be integers >= the given minimum (None allowed where listed in NULLABLE).
+INTEGER_SETTINGS = {
+    "epochs": 1,
+    "batch_size": 1,
+    "plateau_patience": 1,
+    "early_stopping_patience": 1,
+    "n_groups": 1,
+    "filters": 1,
+    "neighbour_pool": 1,
+    "grouping_seed": 0,
+    "subsampling_seed": 0,
+    "training_seed": 0,
+    "threads": 1,
+}
+NULLABLE = {"n_groups", "threads"}
+OPTIONAL = {"central_fraction": 0.5, "inference_batch_size": 64, "jit_compile": "auto"}
+
+
+def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the PINN settings (Kedro parameters); return them with optional ones filled in.
+
+    Required: epochs, batch_size, learning_rate, plateau_patience, early_stopping_patience, validation_fraction,
+    n_groups (null = all), filters, neighbour_pool, grouping_seed, subsampling_seed, training_seed,
+    threads (null = TensorFlow's default). Optional: central_fraction (stitching, 0.5), inference_batch_size (64),
+    jit_compile (XLA for training: "auto" = on a GPU only, true, false).
+    Unknown keys are ignored. Raises ValueError naming the setting and its rule.
+    """
+    required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
+    missing = [name for name in required if name not in settings]
+    if missing:
+        raise ValueError(f"PINN settings are missing {', '.join(missing)}")
+    checked = {**OPTIONAL, **settings}
+    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1}.items():
+        value = checked[name]
+        if value is None and name in NULLABLE:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            rule = f"an integer >= {minimum}" + (" or null" if name in NULLABLE else "")
+            raise ValueError(f"PINN setting {name} must be {rule}, got {value!r}")
+        checked[name] = int(value)
+    if not (checked["jit_compile"] == "auto" or isinstance(checked["jit_compile"], bool)):
+        raise ValueError(f"PINN setting jit_compile must be 'auto', true or false, got {checked['jit_compile']!r}")
+    for name, low, high, closed_high in (
+        ("learning_rate", 0.0, math.inf, False),
+        ("validation_fraction", 0.0, 1.0, False),
+        ("central_fraction", 0.0, 1.0, True),
+    ):
+        value = checked[name]
+        valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not (valid and low < value and (value <= high if closed_high else value < high)):
+            bracket = "]" if closed_high else ")"
+            raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}{bracket}, got {value!r}")
+        checked[name] = float(value)
+    return checked
