@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from skimage.registration import phase_cross_correlation
 
-from fly64_kedro.engines.lsqml import NonFiniteReconstruction
+from fly64_kedro.engines.lsqml import NonFiniteReconstruction, plateaued
 from fly64_kedro.engines.workers import run_in_worker
 from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import extract_patches, simulate_patterns
@@ -91,6 +91,24 @@ def test_reconstruction_lands_in_project_frame_and_units(data: dict[str, Any]) -
     assert out["device"] == "cpu" and out["wall_time_s"] > 0
 
 
+def test_a_loss_plateau_stops_the_run_before_its_budget(data: dict[str, Any]) -> None:
+    settings = {**SETTINGS, "epochs": 400, "log_every": 10, "plateau_epochs": 10, "plateau_tolerance": 0.05}
+    out = _reconstruct(data, settings)
+    assert out["epochs_run"] == len(out["loss"]) < 400 and out["stop_reason"].startswith("converged")
+    assert not plateaued(out["loss"][:-10], 10, 0.05)  # it stopped at the first check that saw the plateau
+    budget = _reconstruct(data, {**settings, "epochs": 20})
+    assert budget["epochs_run"] == 20 and budget["stop_reason"] == "epoch budget (20) spent"
+
+
+def test_plateau_rule_compares_window_means() -> None:
+    falling = 1.0 / np.arange(1, 101)
+    assert not plateaued(falling[:30], 20, 0.01)  # fewer than two windows
+    assert not plateaued(falling[:40], 20, 0.01)  # the mean fell by ~50 %
+    jitter = 1 + 0.05 * np.random.default_rng(0).standard_normal(60)  # flat but noisy: end points lie
+    assert plateaued(jitter, 20, 0.05)
+    assert not plateaued(jitter, None, 0.05)
+
+
 def test_poisson_with_probe_refinement_converges(data: dict[str, Any]) -> None:
     settings = {**SETTINGS, "noise_model": "poisson", "refine_probe": True, "probe_update_start": 5}
     out = _reconstruct(data, settings)
@@ -134,6 +152,8 @@ def test_failed_jobs_raise_and_leave_the_worker_clean(data: dict[str, Any]) -> N
         ({"device": "tpu"}, "device"),
         ({"torch_threads": 0}, "torch_threads"),
         ({"log_every": 0}, "log_every"),
+        ({"plateau_epochs": 0}, "plateau_epochs"),
+        ({"plateau_tolerance": 1.5}, "plateau_tolerance"),
         ({"epoch": 10}, "epoch"),
     ],
 )

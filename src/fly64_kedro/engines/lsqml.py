@@ -53,7 +53,7 @@ _DEFAULTS: dict[str, Any] = {
     "torch_threads": None,
     "log_every": 10,
     "plateau_epochs": 20,
-    "plateau_tolerance": 1e-3,
+    "plateau_tolerance": 0.005,
 }
 NOISE_MODELS = ("gaussian", "poisson")
 DEVICES = ("auto", "cpu", "cuda")
@@ -153,10 +153,11 @@ def _build_options(cfg: dict[str, Any], device: str) -> Any:
 
 
 def plateaued(loss: np.ndarray, window: int | None, tolerance: float) -> bool:
-    """True once the loss fell by less than ``tolerance`` (relative) over the last ``window`` epochs."""
-    if window is None or len(loss) <= window:
+    """True once the mean loss of the last ``window`` epochs is less than ``tolerance`` (relative) below the mean
+    of the ``window`` before. Means, not end points: the minibatch loss jitters by several % from epoch to epoch."""
+    if window is None or len(loss) < 2 * window:
         return False
-    before, now = float(loss[-window - 1]), float(loss[-1])
+    before, now = float(np.mean(loss[-2 * window : -window])), float(np.mean(loss[-window:]))
     return before - now <= tolerance * abs(now)
 
 
@@ -190,8 +191,8 @@ def _run_logged(task: PtychographyTask, cfg: dict[str, Any], job: str, intensity
             raise NonFiniteReconstruction(f"job {job}: LSQML loss became NaN/Inf by epoch {done}/{epochs}")
         if done < epochs and plateaued(loss, cfg["plateau_epochs"], cfg["plateau_tolerance"]):
             stop_reason = (
-                f"converged: loss fell < {cfg['plateau_tolerance']:g} (relative) over the last "
-                f"{cfg['plateau_epochs']} epochs"
+                f"converged: the mean loss of the last {cfg['plateau_epochs']} epochs fell by < "
+                f"{cfg['plateau_tolerance']:g} (relative) from the {cfg['plateau_epochs']} before"
             )
             break
     logger.info("job %s: stopped after %d epochs: %s", job, done, stop_reason)

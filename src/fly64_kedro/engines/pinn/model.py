@@ -27,11 +27,14 @@ from fly64_kedro.engines.pinn.settings import LEVELS
 
 
 class PinnModels(NamedTuple):
-    """Two views of one set of layers: ``training`` (diffraction[, offsets] -> predicted amplitude, units of
-    sqrt(counts)) and ``inference`` (diffraction -> object amplitude and phase patches, raw decoder outputs)."""
+    """Three views of one set of layers: ``training`` (diffraction[, offsets] -> predicted amplitude, units of
+    sqrt(counts)), ``inference`` (diffraction -> object amplitude and phase patches, raw decoder outputs) and
+    ``merged`` (diffraction[, offsets] -> the (real, imag) patches the physics layer sees: at gridsize 2 the
+    group's canvas average, mutually consistent by construction)."""
 
     training: keras.Model
     inference: keras.Model
+    merged: keras.Model
 
 
 class PolarToCartesian(keras.layers.Layer):
@@ -109,6 +112,9 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
         offsets = keras.Input((channels, 2), name="offsets")
         inputs.append(offsets)
         real, imag = CanvasMerge(n_pix, config["canvas_radius"], name="canvas")([real, imag, offsets])
-    predicted = FarFieldLayer(n_pix, config["intensity_scale"], probe, name="physics")([real, imag])
-    training = keras.Model(inputs, predicted, name="pinn_training")
-    return PinnModels(training, inference)
+    merged = keras.Model(inputs, [real, imag], name="pinn_merged")
+    physics = FarFieldLayer(
+        n_pix, config["intensity_scale"], probe, trainable_scale=config["trainable_scale"], name="physics"
+    )
+    training = keras.Model(inputs, physics([real, imag]), name="pinn_training")
+    return PinnModels(training, inference, merged)

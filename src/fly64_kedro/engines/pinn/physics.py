@@ -78,17 +78,22 @@ SCALE_RATE = 30.0
 class FarFieldLayer(keras.layers.Layer):
     """Non-trainable physics: object patches (real, imag) -> scale * |F(O P)| / N, the predicted amplitude.
 
-    The probe is a non-trainable weight (so a saved model carries it). The intensity scale is the one trainable
-    parameter: scale = exp(SCALE_RATE * log_scale_over_rate), initialised to s, the exposure scale, so predicted
-    counts start at the simulator's dose.
+    The probe is a non-trainable weight (so a saved model carries it). The intensity scale is
+    scale = exp(SCALE_RATE * log_scale_over_rate), initialised to s, the exposure scale, so predicted counts start
+    at the simulator's dose; it is trainable only with ``trainable_scale`` (upstream's default). With the probe and
+    the dose known, s is exact, and a trainable scale lets the object's amplitude level trade against it.
     """
 
-    def __init__(self, n_pix: int, scale: float, probe: np.ndarray | None = None, **kwargs: object) -> None:
+    def __init__(
+        self, n_pix: int, scale: float, probe: np.ndarray | None = None, trainable_scale: bool = False,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)
         if not scale > 0:
             raise ValueError(f"intensity scale must be > 0, got {scale}")
         self.n_pix = n_pix
         self.initial_scale = float(scale)
+        self.trainable_scale = bool(trainable_scale)
         self.initial_probe = None if probe is None else np.asarray(probe, dtype=np.complex64)
 
     def build(self, input_shape: object) -> None:
@@ -99,6 +104,7 @@ class FarFieldLayer(keras.layers.Layer):
             name="log_scale_over_rate",
             shape=(),
             initializer=keras.initializers.Constant(math.log(self.initial_scale) / SCALE_RATE),
+            trainable=self.trainable_scale,
         )
         if self.initial_probe is not None:
             self.probe_real.assign(self.initial_probe.real)

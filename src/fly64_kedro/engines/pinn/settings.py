@@ -24,7 +24,15 @@ INTEGER_SETTINGS = {
     "threads": 1,
 }
 NULLABLE = {"n_groups", "threads"}
-OPTIONAL = {"central_fraction": 0.5, "inference_batch_size": 64, "jit_compile": "auto"}
+OPTIONAL = {
+    "inference_batch_size": 64,
+    "jit_compile": "auto",
+    "min_learning_rate": 1e-4,
+    "refine_epochs": 0,
+    "augment": True,
+    "trainable_scale": False,
+}
+BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 
 
 def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,8 +40,10 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
     Required: epochs, batch_size, learning_rate, plateau_patience, early_stopping_patience, validation_fraction,
     n_groups (null = all), filters, neighbour_pool, grouping_seed, subsampling_seed, training_seed,
-    threads (null = TensorFlow's default). Optional: central_fraction (stitching, 0.5), inference_batch_size (64),
-    jit_compile (XLA for training: "auto" = on a GPU only, true, false).
+    threads (null = TensorFlow's default). Optional: inference_batch_size (64), jit_compile (XLA for training:
+    "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), refine_epochs
+    (test-time refinement epochs, 0 = none), augment (random symmetries of the probe, true), trainable_scale
+    (learn the intensity scale instead of using the known exposure scale, false).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -41,7 +51,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"PINN settings are missing {', '.join(missing)}")
     checked = {**OPTIONAL, **settings}
-    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1}.items():
+    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1, "refine_epochs": 0}.items():
         value = checked[name]
         if value is None and name in NULLABLE:
             continue
@@ -51,10 +61,13 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         checked[name] = int(value)
     if not (checked["jit_compile"] == "auto" or isinstance(checked["jit_compile"], bool)):
         raise ValueError(f"PINN setting jit_compile must be 'auto', true or false, got {checked['jit_compile']!r}")
+    for name in BOOLEAN_SETTINGS:
+        if not isinstance(checked[name], bool):
+            raise ValueError(f"PINN setting {name} must be true or false, got {checked[name]!r}")
     for name, low, high, closed_high in (
         ("learning_rate", 0.0, math.inf, False),
+        ("min_learning_rate", 0.0, math.inf, False),
         ("validation_fraction", 0.0, 1.0, False),
-        ("central_fraction", 0.0, 1.0, True),
     ):
         value = checked[name]
         valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -62,4 +75,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             bracket = "]" if closed_high else ")"
             raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}{bracket}, got {value!r}")
         checked[name] = float(value)
+    if checked["min_learning_rate"] > checked["learning_rate"]:
+        raise ValueError(
+            f"PINN setting min_learning_rate ({checked['min_learning_rate']}) must be <= learning_rate "
+            f"({checked['learning_rate']})"
+        )
     return checked

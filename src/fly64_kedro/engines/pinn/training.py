@@ -21,12 +21,13 @@ from fly64_kedro.engines.accelerators import tensorflow_device
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.settings import LEVELS, validate_settings
 from fly64_kedro.engines.pinn.physics import poisson_nll
-from fly64_kedro.engines.pinn.stitching import stitch_patches
+from fly64_kedro.engines.pinn import symmetry
 from fly64_kedro.geometry.grouping import draw_groups
+from fly64_kedro.physics.stitching import stitch_patches
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FORMAT = "fly64-pinn-2"  # 2: the intensity scale is stored as log_scale_over_rate
+CONFIG_FORMAT = "fly64-pinn-3"  # 3: trainable_scale in the config
 
 
 def _check_data(
@@ -81,6 +82,46 @@ def _grouped(
     positions = np.stack([ycoords[groups], xcoords[groups]], axis=-1)
     offsets = positions - np.round(positions.mean(axis=1, keepdims=True))
     return stack, offsets.astype(np.float32)
+
+
+class _SymmetricBatches(keras.utils.PyDataset):
+    """Training batches, reshuffled every epoch, each group mapped by a random symmetry of the probe (seeded).
+
+    ``symmetries`` holding only the identity gives plain shuffled batches.
+    """
+
+    def __init__(
+        self, features: dict[str, np.ndarray], counts: np.ndarray, batch_size: int,
+        symmetries: tuple[symmetry.Symmetry, ...], seed: int,
+    ) -> None:
+        super().__init__()
+        self.features, self.counts, self.batch_size = features, counts, batch_size
+        self.symmetries, self.seed, self.epoch = symmetries, seed, 0
+        self._draw()
+
+    def _draw(self) -> None:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.order = rng.permutation(len(self.counts))
+        self.choice = rng.integers(len(self.symmetries), size=len(self.counts))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.counts) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        features = {name: value[rows].copy() for name, value in self.features.items()}
+        counts = self.counts[rows].copy()
+        for i, pick in enumerate(self.choice[rows]):
+            sym = self.symmetries[pick]
+            features["diffraction"][i] = symmetry.apply(sym, features["diffraction"][i], axes=(0, 1))
+            counts[i] = symmetry.apply(sym, counts[i], axes=(0, 1))
+            if "offsets" in features:
+                features["offsets"][i] = symmetry.apply_offsets(sym, features["offsets"][i])
+        return features, counts
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._draw()
 
 
 class _EpochLogger(keras.callbacks.Callback):
@@ -145,7 +186,9 @@ def fit(
     if gridsize > 1 and opts["neighbour_pool"] < channels:
         raise ValueError(f"PINN setting neighbour_pool K={opts['neighbour_pool']} must be >= C={channels} (gridsize^2)")
     _configure_threads(opts["threads"])
+    # Same parameters, same numbers: seeded weights and shuffles, and deterministic kernels (a few % slower).
     keras.utils.set_random_seed(opts["training_seed"])
+    tf.config.experimental.enable_op_determinism()
 
     pool = opts["neighbour_pool"] if gridsize > 1 else 1
     groups = draw_groups(
@@ -172,6 +215,7 @@ def fit(
         "filters": opts["filters"],
         "input_scale": 1.0 / rms,  # normalised input has unit RMS over the training set
         "intensity_scale": float(scale),
+        "trainable_scale": opts["trainable_scale"],
         # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
         "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
         "keras_version": keras.__version__,
@@ -189,33 +233,37 @@ def fit(
     def features(idx: np.ndarray) -> dict[str, np.ndarray]:
         return {"diffraction": inputs[idx], **({"offsets": offsets[idx]} if gridsize > 1 else {})}
 
+    symmetries = symmetry.probe_symmetries(probe) if opts["augment"] else symmetry.ALL[:1]
+    batches = _SymmetricBatches(features(trn), counts[trn], opts["batch_size"], symmetries, opts["training_seed"])
     epoch_log = _EpochLogger(job, opts["epochs"])
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
+    )
     logger.info(
-        "PINN %s: training gridsize %d on %d groups (%d validation) on the %s, N=%d, filters %d, canvas radius %d px",
+        "PINN %s: training gridsize %d on %d groups (%d validation, %d probe symmetries) on the %s, N=%d, "
+        "filters %d, canvas radius %d px",
         job,
         gridsize,
         len(trn),
         n_val,
+        len(symmetries),
         device.upper(),
         n_pix,
         opts["filters"],
         config["canvas_radius"],
     )
     models.training.fit(
-        features(trn),
-        counts[trn],
-        batch_size=opts["batch_size"],
+        batches,
         epochs=opts["epochs"],
         validation_data=(features(val), counts[val]),
         callbacks=[
             epoch_log,
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=opts["plateau_patience"]),
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=opts["plateau_patience"], min_lr=opts["min_learning_rate"]
             ),
+            stopper,
             keras.callbacks.TerminateOnNaN(),
         ],
-        shuffle=True,
         verbose=0,
     )
     weights = {v.path: np.asarray(v.numpy(), dtype=np.float32) for v in models.training.weights}
@@ -228,11 +276,26 @@ def fit(
         "wall_time_s": time.perf_counter() - started,
         "device": device,
         "best_epoch": int(np.argmin(epoch_log.history["val_loss"])),  # the returned weights are this epoch's
+        "epochs_run": len(epoch_log.history["loss"]),
+        "stop_reason": _stop_reason(stopper, epoch_log.history, opts),
+        "n_symmetries": len(symmetries),
         "n_train_groups": len(trn),
         "n_val_groups": n_val,
     }
     logger.info("PINN %s: trained %d epochs in %.1f s", job, len(epoch_log.history["loss"]), result["wall_time_s"])
     return models, result
+
+
+def _stop_reason(stopper: keras.callbacks.EarlyStopping, history: dict[str, list[float]], opts: dict) -> str:
+    best = int(np.argmin(history["val_loss"])) + 1
+    if stopper.stopped_epoch > 0:
+        return (
+            f"converged: val_loss did not improve for {opts['early_stopping_patience']} epochs "
+            f"(best epoch {best}, restored)"
+        )
+    if len(history["loss"]) < opts["epochs"]:
+        return "stopped: non-finite loss"
+    return f"epoch budget ({opts['epochs']}) spent (best epoch {best}, restored)"
 
 
 def train(
@@ -272,11 +335,6 @@ def load_models(weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) ->
     return models
 
 
-def load_model(weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> keras.Model:
-    """The inference model (diffraction amplitudes (B, N, N, C) -> object amplitude, phase) from saved weights."""
-    return load_models(weights, config).inference
-
-
 def reconstruct(
     weights: Mapping[str, np.ndarray],
     config: Mapping[str, Any],
@@ -291,10 +349,11 @@ def reconstruct(
 ) -> dict[str, Any]:
     """Predict every pattern's object patch with a trained model and stitch them into the (H, W) object.
 
-    gridsize 2: every position seeds a group drawn (grouping_seed, neighbour_pool) from these positions, and its
-    own patch is kept. Patches are the decoder outputs (as upstream), not their canvas average. ``probe`` and
-    ``scale`` are checked only: the stored amplitudes are already exposure-independent, and the model carries
-    its probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights,
+    The patches are those the physics layer saw in training: at gridsize 2 every position seeds a group drawn
+    (grouping_seed, neighbour_pool) from these positions, and its patch is the group's canvas average, so
+    neighbours agree. Stitching is the |P|^2-weighted mean after phase synchronisation (physics/stitching.py).
+    ``scale`` is checked only: the stored amplitudes are already exposure-independent, and the model carries its
+    probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights (|P|^2 units),
     "wall_time_s", "inference_s" (prediction only, after one warm-up batch), "patterns_per_s", "device"}.
     """
     started = time.perf_counter()
@@ -305,7 +364,8 @@ def reconstruct(
     if diffraction.shape[1] != config["N"]:
         raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
     _configure_threads(opts["threads"])
-    model = load_model(weights, config)
+    tf.config.experimental.enable_op_determinism()
+    model = load_models(weights, config).merged
     device = tensorflow_device()
 
     gridsize, n = config["gridsize"], len(diffraction)
@@ -318,24 +378,26 @@ def reconstruct(
     batch = min(opts["inference_batch_size"], n)
     n_pix = config["N"]
 
-    def batch_inputs(start: int) -> np.ndarray:
-        inputs = _grouped(diffraction, ycoords, xcoords, groups[start : start + batch])[0]
-        return np.concatenate([inputs, np.zeros((batch - len(inputs), *inputs.shape[1:]), np.float32)])
+    def batch_inputs(start: int) -> list[np.ndarray]:
+        inputs, offsets = _grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
+        pad = batch - len(inputs)
+        inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
+        offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
+        return [inputs, offsets] if gridsize > 1 else [inputs]
 
     model.predict_on_batch(batch_inputs(0))  # warm-up: traces the graph outside the timed loop
     patches = np.empty((n, n_pix, n_pix), np.complex64)
     tick = time.perf_counter()
     for start in range(0, n, batch):
-        amplitude, phase = (np.asarray(t) for t in model.predict_on_batch(batch_inputs(start)))
+        real, imag = (np.asarray(t) for t in model.predict_on_batch(batch_inputs(start)))
         count = min(batch, n - start)
-        # channel 0 is each group's seed
-        patches[start : start + count] = amplitude[:count, :, :, 0] * np.exp(1j * phase[:count, :, :, 0])
+        patches[start : start + count] = real[:count, :, :, 0] + 1j * imag[:count, :, :, 0]  # channel 0: the seed
     inference_s = time.perf_counter() - tick
 
-    obj, coverage = stitch_patches(patches, ycoords, xcoords, object_shape, opts["central_fraction"])
+    stitched = stitch_patches(patches, ycoords, xcoords, object_shape, probe)
     result = {
-        "object": obj,
-        "coverage": coverage,
+        "object": stitched.object,
+        "coverage": stitched.coverage,
         "wall_time_s": time.perf_counter() - started,
         "inference_s": inference_s,
         "patterns_per_s": n / inference_s,

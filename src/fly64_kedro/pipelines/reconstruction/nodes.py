@@ -117,7 +117,8 @@ def train_pinn(train_view: Record, settings: dict[str, Any], study: dict[str, An
         meta = {
             "status": "ok", "job": job, "method": label, "model": MODEL_NAMES[label], "gridsize": gridsize,
             "config": result["config"], "weight_names": names, "history": history,
-            "epochs_run": len(history.get("loss", [])), "final_loss": history["loss"][-1] if history.get("loss") else None,
+            "epochs_run": result["epochs_run"], "stop_reason": result["stop_reason"], "best_epoch": result["best_epoch"],
+            "n_symmetries": result["n_symmetries"], "final_loss": history["loss"][-1] if history.get("loss") else None,
             "wall_time_s": result["wall_time_s"], "device": result["device"], "weights_sha256": weights_digest(arrays),
             "weights_bytes": int(sum(a.nbytes for a in arrays.values())), "scale": scale, **_view_meta(train_view),
         }
@@ -149,6 +150,8 @@ def reconstruct_pinn(model: Record, test_view: Record, settings: dict[str, Any],
             "wall_time_s": result["wall_time_s"], "inference_s": result["inference_s"],
             "patterns_per_s": result["patterns_per_s"], "device": result["device"],
             "training_wall_time_s": model.meta.get("wall_time_s"), "training_device": model.meta.get("device"),
+            # the training's convergence travels with the reconstruction, so the report can plot it per job
+            **{key: model.meta.get(key) for key in ("history", "epochs_run", "stop_reason", "best_epoch")},
             "weights_sha256": model.meta.get("weights_sha256"), **_view_meta(test_view),
         }
         return Record(arrays, meta)
