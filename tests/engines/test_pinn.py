@@ -87,7 +87,8 @@ def _worker_canvas(
 
     real, offsets = _grouped(patches.real, y, x, groups)  # the training code's own stacking and offsets
     imag = _grouped(patches.imag, y, x, groups)[0]
-    merged_real, merged_imag = CanvasMerge(patches.shape[1], radius)([real, imag, offsets])
+    probe = base.focused_probe(patches.shape[1])
+    merged_real, merged_imag = CanvasMerge(patches.shape[1], radius, probe)([real, imag, offsets])
     return real + 1j * imag, np.asarray(merged_real) + 1j * np.asarray(merged_imag)
 
 
@@ -176,10 +177,16 @@ def test_canvas_merge_averages_overlaps_and_leaves_far_members_alone() -> None:
     patches[5] -= noise
     patches[7] = noise  # offset (34, 30) px from its group's reference, beyond the radius: passed through
     stack, merged = in_tf("_worker_canvas", patches, y, x, groups, 20)
-    np.testing.assert_allclose(merged[0], stack[0], atol=1e-5)
+    # The canvas is |P|^2-weighted: exact where a member's probe is bright, fading to 0 far out in the dark
+    # (weight / (weight + MERGE_FLOOR)); every lit pixel is within 1 % of its value.
+    intensity = np.abs(base.focused_probe(N)) ** 2
+    lit = intensity >= 0.1 * intensity.max()
+    for c in range(4):
+        np.testing.assert_allclose(merged[0, :, :, c][lit], stack[0, :, :, c][lit], atol=1e-2)
     truth = forward.extract_patches(obj, y[4:6], x[4:6], N)
-    np.testing.assert_allclose(merged[1, :, :, 0], truth[0], atol=1e-5)
-    np.testing.assert_allclose(merged[1, :, :, 1], truth[0], atol=1e-5)
+    np.testing.assert_allclose(merged[1, :, :, 0][lit], truth[0][lit], atol=1e-2)
+    np.testing.assert_allclose(merged[1, :, :, 1][lit], truth[0][lit], atol=1e-2)
+    assert np.abs(merged[1, :, :, 0] - truth[0])[lit].max() < 0.1 * np.abs(stack[1, :, :, 0] - truth[0])[lit].max()
     np.testing.assert_array_equal(merged[1, :, :, 3], stack[1, :, :, 3])
 
 
