@@ -232,6 +232,11 @@ class AtomicFileDataset(AbstractVersionedDataset[Any, Any]):
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
 
+    @property
+    def path(self) -> str:
+        """The file's path (for a versioned dataset, its folder of versions)."""
+        return get_filepath_str(self._filepath, self._protocol)
+
     def _load_path(self) -> str:
         return get_filepath_str(self._get_load_path(), self._protocol)
 
