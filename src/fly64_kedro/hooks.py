@@ -52,7 +52,8 @@ def check_simulation_memory(generation: dict[str, Any], n_pix: int, available: i
         raise ParameterError(
             "generation.n_positions",
             f"simulating one dose needs about {needed / 2**30:.1f} GiB at N = {n_pix} "
-            f"(12 bytes per pattern pixel, twice, during the split), more than this machine's {available / 2**30:.1f} GiB",
+            "(12 bytes per pattern pixel, twice, during the split), more than this machine's "
+            f"{available / 2**30:.1f} GiB",
             generation["n_positions"],
         )
     return needed
@@ -75,7 +76,8 @@ def validate_parameters(params: dict[str, Any], available_memory: int) -> None:
     validate_overlap(params["overlap"])
     validate_comparison(params["comparison"])
     if n_pix % 2**LEVELS:
-        raise ParameterError("study.N", f"must be a multiple of {2**LEVELS}: the PINN encoder pools {LEVELS} times", n_pix)
+        rule = f"must be a multiple of {2**LEVELS}: the PINN encoder pools {LEVELS} times"
+        raise ParameterError("study.N", rule, n_pix)
     reconstruction = params["reconstruction"]
     _named("reconstruction.lsqml", lambda: validate_lsqml_settings(reconstruction["lsqml"]))
     pinn_settings(reconstruction["pinn"], study)

@@ -51,7 +51,7 @@ def load_plain_object_array(member: Any, source: str, key: str) -> np.ndarray:
     """Unpickle one object array of plain values from an open .npy member; refuse anything else."""
     try:
         value = PlainUnpickler(member).load()
-    except Exception as exc:  # noqa: BLE001 - whatever untrusted bytes raise, the answer is a refusal
+    except Exception as exc:  # whatever untrusted bytes raise, the answer is a refusal
         raise ContractError(
             source, key, "refused: pickled data may hold only strings, numbers, lists, dicts and numpy arrays of "
             f"them ({type(exc).__name__}: {exc})"

@@ -80,7 +80,8 @@ def report(findings: list[Finding], leftovers: list[Path], command: str | None) 
     lines = [f"{len(findings)} datasets: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
     for state in (*PROBLEMS, "skipped"):
         for finding in (f for f in findings if f.state == state):
-            lines.append(f"{state:8} {finding.dataset}  {finding.path}" + (f"\n         {finding.detail}" if finding.detail else ""))
+            detail = f"\n         {finding.detail}" if finding.detail else ""
+            lines.append(f"{state:8} {finding.dataset}  {finding.path}{detail}")
     lines += [f"leftover temporary file of a killed save (safe to delete): {p}" for p in leftovers]
     if command:
         lines += ["To redo exactly these and what depends on them:", f"  {command}"]

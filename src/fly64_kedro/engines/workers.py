@@ -16,11 +16,11 @@ project's hook) while a job runs kills that engine's worker at once instead of w
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import multiprocessing
 import multiprocessing.util
-import ctypes
 import os
 import signal
 import sys
