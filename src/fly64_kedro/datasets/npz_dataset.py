@@ -147,7 +147,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
+        pass
     return True
 
 
@@ -164,14 +164,13 @@ def remove_stale_temps(path: str, max_age_s: float = STALE_TEMP_AGE_S) -> list[s
             continue
         pid, host = match.groups()
         try:
-            stale = (host == _HOST and not _alive(int(pid))) or time.time() - os.path.getmtime(candidate) > max_age_s
-            if stale:
-                os.remove(candidate)
+            if (host != _HOST or _alive(int(pid))) and time.time() - os.path.getmtime(candidate) <= max_age_s:
+                continue
+            os.remove(candidate)
         except FileNotFoundError:  # removed meanwhile by a concurrent save
             continue
-        if stale:
-            logger.warning("removed %s, a temporary file left by a killed save", candidate)
-            removed.append(candidate)
+        logger.warning("removed %s, a temporary file left by a killed save", candidate)
+        removed.append(candidate)
     return removed
 
 
