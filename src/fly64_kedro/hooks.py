@@ -16,6 +16,7 @@ from kedro.framework.hooks import hook_impl
 
 from fly64_kedro.engines.lsqml import validate_settings as validate_lsqml_settings
 from fly64_kedro.engines.pinn.settings import LEVELS
+from fly64_kedro.pipelines.generation.pipeline import BASE_NODE
 from fly64_kedro.pipelines.reconstruction.nodes import pinn_settings
 from fly64_kedro.study import (
     ParameterError,
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 # Read by the catalog through the runtime_params resolver (`--params data_root=/dir`), not a parameters.yml key.
 RUNTIME_ONLY = {"data_root", "base_path"}
-BASE_NODE = "make_synthetic_base"
 CGROUP_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory.max")
 
 
