@@ -76,6 +76,18 @@ def _square_probe(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[s
             raise ContractError(source, key, f"the probe must be square, got {probe.shape}")
 
 
+def _probe_illuminates(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    probe = arrays.get("probeGuess")
+    if probe is not None and probe.size and not np.any(probe):
+        raise ContractError(source, "probeGuess", "the probe is all zero: it illuminates nothing, so no dose can be set")
+
+
+def _object_not_empty(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    obj = arrays.get("objectGuess")
+    if obj is not None and obj.size and not np.any(obj):
+        raise ContractError(source, "objectGuess", "the object is all zero: it transmits nothing, so no dose can be set")
+
+
 def _status_rules(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     status = meta.get("status")
     if status not in STATUSES:
@@ -97,7 +109,7 @@ PTYCHO = Contract(
         "Y": Field(("n", "N", "N"), "complex64", required=False),
         "scan_index": Field(("n",), "int64", required=False),
     },
-    checks=(_square_probe, _object_not_smaller_than_probe, _coords_inside_object),
+    checks=(_square_probe, _object_not_smaller_than_probe, _probe_illuminates, _coords_inside_object),
 )
 
 BASE = Contract(
@@ -107,7 +119,7 @@ BASE = Contract(
         "probeGuess": Field(("N", "N"), "complex64"),
     },
     extra_keys=True,  # a user's upstream-layout base file may carry more; only these two are read
-    checks=(_square_probe, _object_not_smaller_than_probe),
+    checks=(_square_probe, _object_not_smaller_than_probe, _probe_illuminates, _object_not_empty),
 )
 
 RECONSTRUCTION = Contract(

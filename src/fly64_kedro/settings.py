@@ -1,8 +1,8 @@
 """Kedro project settings."""
 
-from fly64_kedro.hooks import ValidateParametersHook
+from fly64_kedro.hooks import StopOnSigtermHook, ValidateParametersHook
 
-HOOKS = (ValidateParametersHook(),)
+HOOKS = (ValidateParametersHook(), StopOnSigtermHook())
 
 # "soft" merging lets an environment (tiny, paper) override single nested parameters instead of whole sections.
 CONFIG_LOADER_ARGS = {

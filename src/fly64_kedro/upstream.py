@@ -4,22 +4,61 @@ Upstream files carry a pickled ``_metadata`` object array, ``diff3d`` instead of
 and a 4-D ``Y``. Loading them needs pickle, so it happens only here, on a file the user names:
 
     fly64-import-upstream upstream.npz converted.npz
+
+Unpickling can run any code a crafted file names, so object arrays are read with a restricted unpickler that
+builds only plain containers (dict, list, tuple), strings, numbers and numpy arrays of them; any other global
+in the pickle (a function, a class) refuses the file before anything is called.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from kedro.io.core import DatasetError
 
-from fly64_kedro.contract import validate
+from fly64_kedro.contract import ContractError, validate
 from fly64_kedro.datasets import NPZDataset
+from fly64_kedro.datasets.npz_dataset import read_arrays
 from fly64_kedro.record import Record
 
 PER_POSITION = ("diffraction", "xcoords", "ycoords", "Y", "scan_index")
+
+# The only globals a pickled numpy array of plain values needs: numpy's array and scalar reconstructors and the
+# dtype (``numpy.core`` in files written by numpy 1.x, ``numpy._core`` by numpy 2.x).
+ALLOWED_GLOBALS = frozenset(
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+) | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class PlainUnpickler(pickle.Unpickler):
+    """Builds only what ``ALLOWED_GLOBALS`` and pickle's own opcodes (dict, list, tuple, str, bytes, numbers,
+    None, bool) can express."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
+        return super().find_class(module, name)
+
+
+def load_plain_object_array(member: Any, source: str, key: str) -> np.ndarray:
+    """Unpickle one object array of plain values from an open .npy member; refuse anything else."""
+    try:
+        value = PlainUnpickler(member).load()
+    except Exception as exc:  # whatever untrusted bytes raise, the answer is a refusal
+        raise ContractError(
+            source, key, "refused: pickled data may hold only strings, numbers, lists, dicts and numpy arrays of "
+            f"them ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(value, np.ndarray):
+        raise ContractError(source, key, f"refused: the pickle holds a {type(value).__name__}, not a numpy array")
+    return value
 
 
 def _json_safe(value: Any) -> Any:
@@ -81,12 +120,15 @@ def convert_upstream(arrays: dict[str, np.ndarray], source: str) -> Record:
 def main(argv: list[str] | None = None) -> None:
     """CLI: convert one upstream NPZ file into a contract-checked one."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="upstream NPZ (trusted: it is unpickled)")
+    parser.add_argument("source", type=Path, help="upstream NPZ (its pickled metadata is read restrictively)")
     parser.add_argument("target", type=Path, help="converted NPZ to write")
     args = parser.parse_args(argv)
-    with np.load(args.source, allow_pickle=True) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    record = convert_upstream(arrays, str(args.source))
+    try:
+        with args.source.open("rb") as handle:
+            arrays = read_arrays(handle, str(args.source), load_object=load_plain_object_array)
+        record = convert_upstream(arrays, str(args.source))
+    except (OSError, DatasetError) as exc:
+        raise SystemExit(f"fly64-import-upstream: {exc}") from exc
     contract = "ptycho" if "diffraction" in record else "base"
     NPZDataset(filepath=str(args.target), contract=contract).save(record)
     print(f"wrote {args.target} ({contract} contract): " + "; ".join(record.meta["conversions"]))

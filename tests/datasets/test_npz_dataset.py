@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import pickle
+import socket
+import stat
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,6 +20,7 @@ from kedro.io import DatasetError, Version
 
 from fly64_kedro.contract import ContractError
 from fly64_kedro.datasets import NPZDataset
+from fly64_kedro.datasets.npz_dataset import STALE_TEMP_AGE_S
 from fly64_kedro.record import Record
 
 
@@ -197,3 +205,113 @@ def test_dataset_pickles_and_describes(tmp_path: Path) -> None:
     assert "contract='base'" in str(clone)
     assert not clone.exists()
     ds.release()
+
+
+def npy_member(header: dict, payload: bytes) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + payload
+
+
+def test_member_cut_short_is_called_truncated_not_pickled(tmp_path: Path) -> None:
+    path = tmp_path / "short.npz"
+    full = io.BytesIO()
+    np.lib.format.write_array(full, np.ones((5, 8, 8), np.float32))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("diffraction.npy", full.getvalue()[:-100])
+    with pytest.raises(ContractError) as info:
+        NPZDataset(filepath=str(path)).load()
+    message = str(info.value)
+    assert f"{path}: key 'diffraction': declares shape (5, 8, 8) of float32 (1280 bytes) but holds 1180" in message
+    assert "pickle" not in message
+
+
+def test_huge_declared_shape_is_refused_before_allocation(tmp_path: Path) -> None:
+    """1.16 TiB declared, 64 bytes held: refused from the header, naming the key (no MemoryError)."""
+    path = tmp_path / "huge.npz"
+    header = {"descr": "<c8", "fortran_order": False, "shape": (151_000, 1024, 1024)}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("objectGuess.npy", npy_member(header, bytes(64)))
+    with pytest.raises(ContractError, match=r"key 'objectGuess': declares shape \(151000, 1024, 1024\) of complex64 "
+                                            r"\(1266679808000 bytes\) but holds 64 bytes"):
+        NPZDataset(filepath=str(path), contract="base").load()
+
+
+def test_random_bytes_are_called_not_an_npz_without_pickle_advice(tmp_path: Path) -> None:
+    path = tmp_path / "noise.npz"
+    path.write_bytes(np.random.default_rng(1).bytes(4096))
+    with pytest.raises(DatasetError) as info:
+        NPZDataset(filepath=str(path)).load()
+    message = str(info.value)
+    assert f"{path}: not an NPZ (zip) archive" in message
+    assert "pickle" not in message and "unsafe" not in message
+
+
+def test_fortran_order_member_loads_correctly(tmp_path: Path) -> None:
+    path = tmp_path / "fortran.npz"
+    record = ptycho_record()
+    arrays = {**record.arrays, "objectGuess": np.asfortranarray(np.arange(32 * 32).reshape(32, 32).astype(np.complex64))}
+    raw_npz(path, **arrays)
+    np.testing.assert_array_equal(NPZDataset(filepath=str(path)).load()["objectGuess"], arrays["objectGuess"])
+
+
+@pytest.mark.parametrize("key", ["probeGuess", "objectGuess"])
+def test_all_zero_base_probe_or_object_is_refused_naming_file_and_key(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "base.npz"
+    arrays = {"objectGuess": np.ones((32, 32), np.complex64), "probeGuess": np.ones((8, 8), np.complex64)}
+    raw_npz(path, **{**arrays, key: np.zeros_like(arrays[key])})
+    with pytest.raises(ContractError, match=rf"{path}: key '{key}': the (probe|object) is all zero"):
+        NPZDataset(filepath=str(path), contract="base").load()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], ids=["022", "027", "002"])
+def test_written_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
+    from matplotlib.figure import Figure
+
+    from fly64_kedro.datasets import FigureDataset, JSONDataset, TextDataset
+
+    previous = os.umask(umask)
+    try:
+        NPZDataset(filepath=str(tmp_path / "a.npz")).save(ptycho_record())
+        JSONDataset(filepath=str(tmp_path / "b.json")).save({"a": 1})
+        TextDataset(filepath=str(tmp_path / "report.html")).save("<p>report</p>")
+        FigureDataset(filepath=str(tmp_path / "c.png")).save(Figure())
+    finally:
+        os.umask(previous)
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+KILLED_SAVE = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import fsspec
+from fly64_kedro.datasets.npz_dataset import save_atomic
+
+def write(handle):
+    handle.write(b"PK" + bytes(1 << 20))
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+save_atomic(fsspec.filesystem("file"), "file", sys.argv[1], write)
+"""
+
+
+def test_temp_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path: Path) -> None:
+    path = tmp_path / "ok.npz"
+    src = Path(__file__).resolve().parents[2] / "src"
+    saver = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(path), str(src)], stdout=subprocess.PIPE, text=True)
+    assert saver.stdout.readline().strip() == "writing"
+    saver.kill()
+    saver.wait()
+    leftovers = list(tmp_path.glob(".ok.npz.*.tmp"))
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size >= 1 << 20
+    old = tmp_path / ".ok.npz.x1y2z3w4.tmp"  # an older naming, or another host's: removed by age only
+    young = tmp_path / ".ok.npz.a1b2c3d4.tmp"
+    live = tmp_path / f".ok.npz.{os.getpid()}@{socket.gethostname()}.q9w8e7r6.tmp"  # a concurrent save's
+    for extra in (old, young, live):
+        extra.write_bytes(b"partial")
+    os.utime(old, (time.time() - 2 * STALE_TEMP_AGE_S,) * 2)
+    NPZDataset(filepath=str(path)).save(ptycho_record())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ok.npz", young.name, live.name])

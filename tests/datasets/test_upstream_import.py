@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,37 @@ def test_single_upstream_patch_is_dropped_with_a_note(tmp_path: Path) -> None:
     record = NPZDataset(filepath=str(dst)).load()
     assert "Y" not in record
     assert any("single patch" in n for n in record.meta["conversions"])
+
+
+class Payload:
+    """What a crafted upstream file pickles: unpickling it calls os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+@pytest.mark.parametrize("wrap", [lambda p: p, lambda p: {"photons": 1e4, "nested": [p]}], ids=["bare", "nested"])
+def test_crafted_pickle_is_refused_and_its_payload_never_runs(tmp_path: Path, wrap) -> None:
+    src, dst, marker = tmp_path / "up.npz", tmp_path / "ok.npz", tmp_path / "payload-ran"
+    write_upstream(src)
+    with np.load(src, allow_pickle=True) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    np.savez(src, **{**arrays, "_metadata": np.array([wrap(Payload(marker))], dtype=object)})
+    with pytest.raises(SystemExit, match=r"up.npz: key '_metadata': refused.*global 'posix.system' is not allowed"):
+        main([str(src), str(dst)])
+    assert not marker.exists() and not dst.exists()
+
+
+def test_numpy_scalars_and_arrays_in_upstream_metadata_are_accepted(tmp_path: Path) -> None:
+    src, dst = tmp_path / "up.npz", tmp_path / "ok.npz"
+    write_upstream(src)
+    with np.load(src, allow_pickle=True) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    meta = {"photons": np.float64(1e4), "shape": (64, 64), "grid": np.arange(3), "label": "fly64"}
+    np.savez(src, **{**arrays, "_metadata": np.array([meta], dtype=object)})
+    main([str(src), str(dst)])
+    upstream = NPZDataset(filepath=str(dst)).load().meta["upstream_metadata"]
+    assert upstream["photons"] == 1e4 and upstream["label"] == "fly64"

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +30,51 @@ def test_dead_worker_raises_worker_crashed_and_is_replaced() -> None:
     after = run_in_worker("crashy", "os:getpid")
     assert after != before
     shutdown("crashy")
+
+
+def test_worker_spawned_by_a_thread_outlives_that_thread() -> None:
+    """The parent-death signal fires when the spawning thread ends, so it is armed only for the main thread's
+    workers: a worker first used from a runner's thread must stay alive for the next job."""
+    pids: list[int] = []
+    thread = threading.Thread(target=lambda: pids.append(run_in_worker("threaded", "os:getpid")))
+    thread.start()
+    thread.join()
+    assert run_in_worker("threaded", "os:getpid") == pids[0]
+    shutdown("threaded")
+
+
+PARENT = """
+import sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from fly64_kedro.engines.workers import run_in_worker
+if __name__ == "__main__":
+    pids = []
+    # from a thread, so only the watchdog (not the parent-death signal) can notice the parent's death
+    thread = threading.Thread(target=lambda: pids.append(run_in_worker("orphan", "os:getpid")))
+    thread.start()
+    thread.join()
+    print(pids[0], flush=True)
+    time.sleep(600)
+"""
+
+
+def test_worker_exits_when_its_parent_is_killed() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(Path(__file__).resolve().parents[2] / "src")], stdout=subprocess.PIPE, text=True
+    )
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)  # alive
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while running(worker):
+        assert time.monotonic() < deadline, "the worker outlived its killed parent by 10 s"
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (exited, waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -14,10 +14,13 @@ from fly64_kedro.pipelines.reconstruction.nodes import (
     reconstruct_pinn,
     train_pinn,
 )
+from fly64_kedro.study import ParameterError
 
 pytestmark = pytest.mark.slow
 STUDY = {"N": 32, "neighbour_pool": 7, "split_axis": "y", "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456}}
 LSQML = {"epochs": 3, "batch_size": 16, "noise_model": "gaussian", "refine_probe": False}
+PINN = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "plateau_patience": 2, "early_stopping_patience": 3,
+        "validation_fraction": 0.1, "n_groups": None, "filters": 8, "training_seed": 7, "threads": None}
 VIEW_META = {"view": "dense", "split": "test", "selection_strategy": "greedy", "acceptance_rate": 0.1,
              "spacing_threshold": 9.6, "n_accepted": 1, "n_rejected": 9, "image_overlap": 0.0, "group_overlap": 0.0}
 
@@ -32,8 +35,8 @@ def view():
 def test_skipped_view_gives_skipped_jobs_without_running(view) -> None:
     skipped = subset(view, np.arange(1), status="skipped", reason="dense view keeps 1 position(s)")
     lsqml = reconstruct_lsqml(skipped, LSQML)
-    model = train_pinn(skipped, {}, STUDY, label="pinn_gs2", gridsize=2)
-    pinn = reconstruct_pinn(model, skipped, {}, STUDY, label="pinn_gs2")
+    model = train_pinn(skipped, PINN, STUDY, label="pinn_gs2", gridsize=2)
+    pinn = reconstruct_pinn(model, skipped, PINN, STUDY, label="pinn_gs2")
     for record in (lsqml, model, pinn):
         assert record.status == "skipped"
         assert "keeps 1 position" in record.meta["reason"]
@@ -63,6 +66,16 @@ def test_nan_producing_case_is_recorded_as_failed(view) -> None:
     assert "NaN" in record.meta["reason"] or "non-finite" in record.meta["reason"].lower()
 
 
-def test_bad_engine_settings_fail_the_job_not_the_study(view) -> None:
-    record = reconstruct_lsqml(view, {**LSQML, "noise_model": "laplace"})
-    assert record.status == "failed" and "noise_model" in record.meta["reason"]
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda view: reconstruct_lsqml(view, {**LSQML, "noise_model": "laplace"}),
+        lambda view: train_pinn(view, {**PINN, "epochs": 0}, STUDY, label="pinn_gs1", gridsize=1),
+        lambda view: reconstruct_pinn(view, view, {**PINN, "learning_rate": "fast"}, STUDY, label="pinn_gs1"),
+    ],
+    ids=["lsqml noise_model", "pinn epochs", "pinn learning_rate"],
+)
+def test_bad_engine_settings_stop_the_run_instead_of_recording_a_failed_job(view, run) -> None:
+    """A failed record would overwrite a good one, and a resume would never retry it: a configuration error raises."""
+    with pytest.raises(ParameterError, match=r"reconstruction\.(lsqml|pinn).*(noise_model|epochs|learning_rate)"):
+        run(view)

@@ -6,16 +6,26 @@ frameworks never share an interpreter, and no engine leaks global state into Ked
 spawned (never forked: a forked torch/TF runtime can hang) and reused across jobs so the import cost
 (pty-chi: ~10 s) is paid once per engine per process. A worker that dies (segfault, OOM) raises
 ``WorkerCrashed``; the next job gets a fresh worker.
+
+Workers never outlive the process that started them: on Linux the kernel kills a worker when the thread that
+spawned it ends (``PR_SET_PDEATHSIG``, armed only for workers spawned by the main thread, since another thread
+may end before the process does), and a watchdog thread in every worker exits once its parent process is gone
+(SIGKILL of the parent runs no finalizer). An interrupt (Ctrl-C, or SIGTERM turned into ``SystemExit`` by the
+project's hook) while a job runs kills that engine's worker at once instead of waiting for the job.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import signal
+import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -26,11 +36,34 @@ _pools: dict[str, ProcessPoolExecutor] = {}
 _lock = threading.Lock()
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WATCHDOG_PERIOD_S = 0.5  # how often a worker checks that its parent process is alive
+
+
 class WorkerCrashed(RuntimeError):
     """The engine's worker process died while running a job."""
 
 
-def _init_worker(engine: str) -> None:
+def _set_parent_death_signal() -> None:
+    """Ask the kernel to SIGKILL this process when the thread that spawned it ends (Linux only)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit the worker once ``parent_pid`` is no longer its parent (the parent died; the worker was re-parented)."""
+    while os.getppid() == parent_pid:
+        time.sleep(WATCHDOG_PERIOD_S)
+    os._exit(1)
+
+
+def _init_worker(engine: str, parent_pid: int, spawned_by_main_thread: bool) -> None:
+    if spawned_by_main_thread:
+        _set_parent_death_signal()
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
+    # The parent decides what an interrupt means: it kills a busy worker itself (a terminal's Ctrl-C reaches the
+    # whole process group, and an idle worker should not die with a traceback).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The project's progress lines go to stderr with the engine's name: Kedro's handlers live in the parent, and
     # a handler on the package logger survives kedro re-configuring the root logger when it is imported here.
     handler = logging.StreamHandler()
@@ -55,7 +88,8 @@ def _pool(engine: str) -> ProcessPoolExecutor:
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(engine,),
+                # ProcessPoolExecutor spawns its worker in the thread that first submits, i.e. this one.
+                initargs=(engine, os.getpid(), threading.current_thread() is threading.main_thread()),
             )
             _pools[engine] = pool
         return pool
@@ -64,17 +98,33 @@ def _pool(engine: str) -> ProcessPoolExecutor:
 def run_in_worker(engine: str, target: str, *args: Any, **kwargs: Any) -> Any:
     """Call ``target`` ("module:function") with the arguments in ``engine``'s worker process; return its result.
 
-    Exceptions raised by the target propagate unchanged; a dead worker raises ``WorkerCrashed``.
+    Exceptions raised by the target propagate unchanged; a dead worker raises ``WorkerCrashed``. An interrupt
+    while waiting (KeyboardInterrupt, SystemExit) kills the worker, then propagates.
     """
+    future = _pool(engine).submit(_call, target, args, kwargs)
     try:
-        return _pool(engine).submit(_call, target, args, kwargs).result()
+        return future.result()
     except BrokenProcessPool as exc:
         shutdown(engine)
         raise WorkerCrashed(f"the {engine} worker process died while running {target}") from exc
+    except (KeyboardInterrupt, SystemExit):
+        kill(engine)
+        raise
+
+
+def kill(engine: str | None = None) -> None:
+    """Kill one engine's worker (or all of them) now, even in the middle of a job."""
+    with _lock:
+        pools = [_pools.pop(name) for name in (list(_pools) if engine is None else [engine]) if name in _pools]
+    for pool in pools:
+        # ProcessPoolExecutor has no public way to stop a running job; its process table is the only handle.
+        for process in list((pool._processes or {}).values()):
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def shutdown(engine: str | None = None) -> None:
-    """Stop one engine's worker (or all of them)."""
+    """Stop one engine's worker (or all of them) once its current job ends."""
     with _lock:
         names = list(_pools) if engine is None else [engine]
         for name in names:

@@ -1,7 +1,8 @@
 """Reconstruction (spec section 5): pty-chi LSQML on every view and split, PtychoPINN trained on each train view
 and applied to its test split. Engines run in their own worker processes (fly64_kedro.engines.workers); a job
 that raises or returns non-finite values is recorded as failed, a skipped view as skipped, and neither stops
-the study."""
+the study. Invalid settings are a configuration error, not a job failure: they raise before the job starts, so the
+run stops and no good record is overwritten by a failed one."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 from fly64_kedro.contract import weights_digest
+from fly64_kedro.engines.lsqml import validate_settings as validate_lsqml_settings
+from fly64_kedro.engines.pinn.settings import validate_settings as validate_pinn_settings
 from fly64_kedro.engines.workers import run_in_worker
 from fly64_kedro.record import Record
-from fly64_kedro.study import MODEL_NAMES
+from fly64_kedro.study import MODEL_NAMES, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,10 @@ def _run_job(job: str, method: str, views: tuple[Record, ...], call: Callable[[]
 def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
     """pty-chi LSQML of one view: object (H x W, object pixels), probe, positions used, per-epoch loss."""
     job = _job_name(view, "lsqml")
+    try:
+        validate_lsqml_settings(settings)
+    except ValueError as exc:
+        raise ParameterError("reconstruction.lsqml", str(exc)) from exc
 
     def call() -> Record:
         result = run_in_worker(
@@ -91,25 +98,33 @@ def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
     return _run_job(job, "lsqml", (view,), call)
 
 
-def _pinn_settings(settings: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+def pinn_settings(settings: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+    """The settings a PINN job runs with (``reconstruction.pinn`` plus the study's K and seeds), checked without
+    TensorFlow; raises ``ParameterError``."""
     seeds = study["seeds"]
-    return {
+    merged = {
         **settings,
-        "neighbour_pool": int(study["neighbour_pool"]),
-        "grouping_seed": int(seeds["grouping"]),
-        "subsampling_seed": int(seeds["subsampling"]),
+        "neighbour_pool": study["neighbour_pool"],
+        "grouping_seed": seeds["grouping"],
+        "subsampling_seed": seeds["subsampling"],
     }
+    try:
+        validate_pinn_settings(merged)
+    except ValueError as exc:
+        raise ParameterError("reconstruction.pinn", str(exc)) from exc
+    return merged
 
 
 def train_pinn(train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str, gridsize: int) -> Record:
     """Train one PtychoPINN variant without labels on a train view; weights (float32) with SHA-256 and size."""
     job = _job_name(train_view, f"{label} training")
+    job_settings = pinn_settings(settings, study)
 
     def call() -> Record:
         scale = float(train_view.meta["scale"])
         result = run_in_worker(
             "tensorflow", PINN_TRAIN_TARGET, train_view["diffraction"], train_view["ycoords"], train_view["xcoords"],
-            train_view["probeGuess"], scale, gridsize, _pinn_settings(settings, study), job=job,
+            train_view["probeGuess"], scale, gridsize, job_settings, job=job,
         )
         names = list(result["weights"])
         arrays = {f"weight_{i:03d}": np.asarray(result["weights"][k], np.float32) for i, k in enumerate(names)}
@@ -130,13 +145,14 @@ def train_pinn(train_view: Record, settings: dict[str, Any], study: dict[str, An
 def reconstruct_pinn(model: Record, test_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str) -> Record:
     """Apply a trained PtychoPINN to a test view and stitch the object in the ground truth's pixel frame."""
     job = _job_name(test_view, label)
+    job_settings = pinn_settings(settings, study)
 
     def call() -> Record:
         weights = {name: model[f"weight_{i:03d}"] for i, name in enumerate(model.meta["weight_names"])}
         result = run_in_worker(
             "tensorflow", PINN_RECONSTRUCT_TARGET, weights, model.meta["config"], test_view["diffraction"],
             test_view["ycoords"], test_view["xcoords"], test_view["probeGuess"], float(test_view.meta["scale"]),
-            test_view["objectGuess"].shape, _pinn_settings(settings, study), job=job,
+            test_view["objectGuess"].shape, job_settings, job=job,
         )
         _require_finite(result["object"], job)
         arrays = {
