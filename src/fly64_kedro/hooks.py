@@ -1,13 +1,15 @@
-"""Project hooks: validate the parameters when a pipeline starts, before any node runs."""
+"""Project hooks: validate the parameters when a pipeline starts, before any node runs; note when the run started."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
 from kedro.framework.hooks import hook_impl
 
 from fly64_kedro.engines.lsqml import validate_settings as validate_lsqml_settings
+from fly64_kedro.provenance import RUN_STARTED_ENV, now_utc
 from fly64_kedro.study import ParameterError, unknown_parameters, validate_study
 
 # Read by the catalog through the runtime_params resolver (`--params data_root=/dir`), not a parameters.yml key.
@@ -55,3 +57,12 @@ class ValidateParametersHook:
                 f"not defined in conf/{loader.base_env}; environment '{env}' and --params may only override "
                 f"parameters defined there (check the spelling and the nesting)",
             )
+
+
+class RunClockHook:
+    """Records the run's start time (UTC) in the environment, where the report's provenance block reads it; an
+    environment variable, because the report node may run in another process (Dask, ParallelRunner)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        os.environ[RUN_STARTED_ENV] = now_utc()

@@ -1,8 +1,8 @@
 """Kedro project settings."""
 
-from fly64_kedro.hooks import ValidateParametersHook
+from fly64_kedro.hooks import RunClockHook, ValidateParametersHook
 
-HOOKS = (ValidateParametersHook(),)
+HOOKS = (ValidateParametersHook(), RunClockHook())
 
 # "soft" merging lets an environment (tiny, paper) override single nested parameters instead of whole sections.
 CONFIG_LOADER_ARGS = {

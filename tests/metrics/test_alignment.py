@@ -238,3 +238,4 @@ def test_registration_beyond_max_shift_is_reported_but_not_applied() -> None:
     assert abs(free.shift[1]) > 8 and free.registration.decision == "applied"
     assert bounded.shift == (0.0, 0.0) and abs(bounded.registration.amplitude_shift[1]) > 8
     assert "max_shift" in bounded.registration.decision
+

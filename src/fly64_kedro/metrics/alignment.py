@@ -26,6 +26,7 @@ SHIFT_GUARD_PX = 16
 # images differ by the content that the shift moves in and out (and, while refining, by the periodic wrap).
 _TAPER = 0.3
 _REGISTRATION_ITERATIONS = 3
+_OFFSET_ITERATIONS = 50  # each step is exact unless a pixel changes branch; a handful suffice
 # A pixel is scored where the summed probe intensity of the scan reaches this fraction of its maximum: dimmer
 # pixels are barely constrained by the data, so no reconstruction can be held to them.
 LIT_FRACTION = 0.1
@@ -269,14 +270,21 @@ def _plane(shape: tuple[int, ...], coef: tuple[float, float, float]) -> np.ndarr
 
 
 def fit_phase_offset(reference: np.ndarray, moving: np.ndarray, mask: np.ndarray) -> float:
-    """Least-squares global phase offset (rad): the mean over ``mask`` of the wrapped residual
-    angle(moving * conj(reference)), taken around the circular mean so that it cannot straddle the cut.
+    """Least-squares global phase offset (rad): a with mean over ``mask`` of wrap(angle(moving * conj(reference))
+    - a) = 0, iterated from the circular mean until no residual changes branch (a stationary point of the
+    wrapped squared error; one step is not enough when the start puts pixels on another branch).
 
-    Unweighted, so that a flat reconstruction's phase after the offset is exactly the truth's masked mean (R2 = 0).
+    Unweighted, so that a flat reconstruction's phase after the offset is the truth's masked mean (R2 = 0) when no
+    truth pixel lies more than pi from that mean; pixels further away wrap, as they should, and move R2 off 0.
     """
     product = (np.asarray(moving) * np.conj(np.asarray(reference)))[mask]
-    coarse = float(np.angle(product.sum()))
-    return coarse + float(np.mean(np.angle(product * np.exp(-1j * coarse))))
+    offset = float(np.angle(product.sum()))
+    for _ in range(_OFFSET_ITERATIONS):
+        step = float(np.mean(np.angle(product * np.exp(-1j * offset))))
+        offset += step
+        if abs(step) < 1e-12:
+            break
+    return offset
 
 
 def fit_amplitude_scale(reference_amp: np.ndarray, moving_amp: np.ndarray) -> float:
