@@ -138,16 +138,22 @@ def compare_job(
         statuses.update({name: {"status": "skipped", "reason": reason} for name in FLOORS})
     title = f"dose {dose_label(where['dose'])}, {where['view']} view, {where['split']} split"
     record = {**where, "rows": rows, "frc": curves, "statuses": statuses, "jobs": jobs}
-    return record, _image_grid(panels, title, statuses), _convergence_figure(jobs, title)
+    # One colour scale per quantity for every grid of the study: the whole truth's range.
+    ranges = {"amplitude": (float(np.abs(truth).min()), float(np.abs(truth).max())),
+              "phase": (float(np.angle(truth).min()), float(np.angle(truth).max()))}
+    return record, _image_grid(panels, title, statuses, ranges), _convergence_figure(jobs, title)
 
 
 def _masked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, image, np.nan)  # unscored pixels are left blank
 
 
-def _image_grid(panels: list[tuple[str, Alignment]], title: str, statuses: dict[str, dict[str, str]]) -> Figure:
+def _image_grid(
+    panels: list[tuple[str, Alignment]], title: str, statuses: dict[str, dict[str, str]],
+    ranges: dict[str, tuple[float, float]],
+) -> Figure:
     """Ground truth, each model and each floor: amplitude (top) and wrap-aligned phase (bottom) on the compared
-    region, colour scales shared per row and set by the truth."""
+    region, with the colour ``ranges`` (shared by every grid)."""
     fig = Figure(figsize=(3.0 * (len(panels) + 1), 6.2), layout="constrained")
     notes = "".join(f"\n{m}: {s['status']} ({s['reason'][:80]})" for m, s in statuses.items() if s["status"] != "ok")
     fig.suptitle(title + notes)
@@ -157,15 +163,15 @@ def _image_grid(panels: list[tuple[str, Alignment]], title: str, statuses: dict[
     first = panels[0][1]
     (amp_t, _), (phase_t, _) = aligned_images(first)["amplitude"], aligned_images(first)["phase"]
     mask = first.mask
-    amp_range = (float(amp_t[mask].min()), float(amp_t[mask].max()))
-    phase_range = (float(phase_t[mask].min()), float(phase_t[mask].max()))
     columns = [("ground truth", amp_t, phase_t)]
     for name, aligned in panels:
         images = aligned_images(aligned)
         columns.append((name, images["amplitude"][1], images["phase"][1]))
     for col, (name, amp, phase) in enumerate(columns):
-        im_a = axes[0, col].imshow(_masked(amp, mask), cmap="gray", vmin=amp_range[0], vmax=amp_range[1])
-        im_p = axes[1, col].imshow(_masked(phase, mask), cmap="viridis", vmin=phase_range[0], vmax=phase_range[1])
+        im_a = axes[0, col].imshow(_masked(amp, mask), cmap="gray", vmin=ranges["amplitude"][0], vmax=ranges["amplitude"][1])
+        im_p = axes[1, col].imshow(
+            _masked(phase, mask), cmap="viridis", vmin=ranges["phase"][0], vmax=ranges["phase"][1]
+        )
         axes[0, col].set_title(name, fontsize=9)
         for ax in axes[:, col]:
             ax.set_xticks([])
