@@ -1,5 +1,5 @@
-"""Project hooks: validate every parameter when a pipeline starts, before any node runs, and turn SIGTERM into an
-orderly stop of the run and its engine workers."""
+"""Project hooks: validate every parameter when a pipeline starts, before any node runs; note when the run
+started; turn SIGTERM into an orderly stop of the run and its engine workers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from fly64_kedro.engines.lsqml import validate_settings as validate_lsqml_settin
 from fly64_kedro.engines.pinn.settings import LEVELS
 from fly64_kedro.pipelines.generation.pipeline import BASE_NODE
 from fly64_kedro.pipelines.reconstruction.nodes import pinn_settings
+from fly64_kedro.provenance import RUN_STARTED_ENV, now_utc
 from fly64_kedro.study import (
     ParameterError,
     simulation_peak_bytes,
@@ -162,3 +163,12 @@ class StopOnSigtermHook:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
+
+
+class RunClockHook:
+    """Records the run's start time (UTC) in the environment, where the report's provenance block reads it; an
+    environment variable, because the report node may run in another process (Dask, ParallelRunner)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        os.environ[RUN_STARTED_ENV] = now_utc()

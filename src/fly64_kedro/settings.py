@@ -1,8 +1,8 @@
 """Kedro project settings."""
 
-from fly64_kedro.hooks import StopOnSigtermHook, ValidateParametersHook
+from fly64_kedro.hooks import RunClockHook, StopOnSigtermHook, ValidateParametersHook
 
-HOOKS = (ValidateParametersHook(), StopOnSigtermHook())
+HOOKS = (ValidateParametersHook(), RunClockHook(), StopOnSigtermHook())
 
 # "soft" merging lets an environment (tiny, paper) override single nested parameters instead of whole sections.
 CONFIG_LOADER_ARGS = {

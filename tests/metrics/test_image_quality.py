@@ -9,19 +9,18 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from fly64_kedro.metrics.alignment import Alignment
 from fly64_kedro.metrics.image_quality import (
     MS_SSIM_WEIGHTS,
-    complex_metrics,
     frc,
     frc_resolution,
     half_bit_threshold,
-    image_metrics,
     mae,
     ms_ssim,
     ms_ssim_scales,
+    nrmse_complex,
     period_px,
     psnr,
+    r2,
     ring_pixel_counts,
     rmse,
     ssim,
@@ -191,22 +190,33 @@ def test_ring_counts_cover_the_disc_up_to_nyquist() -> None:
         assert counts.sum() == np.sum(np.rint(np.hypot(fy, fx) / step) <= 0.5 / step + 1e-9)
 
 
-def test_image_metrics_of_identical_images() -> None:
+def test_masked_metrics_ignore_the_unmasked_pixels() -> None:
     x = smooth_image()
-    metrics = image_metrics(x, x)
-    assert set(metrics) == {"mae", "rmse", "psnr", "ssim", "ms_ssim", "frc50", "frc_half_bit"}
-    assert metrics["mae"] == 0 and metrics["rmse"] == 0 and metrics["psnr"] == math.inf
-    assert metrics["ssim"] == pytest.approx(1) and metrics["ms_ssim"] == pytest.approx(1)
-    assert metrics["frc50"] == 0.5 and metrics["frc_half_bit"] == 0.5
+    y = x + noise_of_rms(x.shape, 0.05, seed=12)
+    mask = np.zeros(x.shape, bool)
+    mask[20:100, 10:90] = True
+    garbage = np.where(mask, y, 50.0 * np.random.default_rng(13).standard_normal(x.shape))
+    for metric in (mae, rmse, r2, psnr):
+        assert metric(x, garbage, mask) == pytest.approx(metric(x, y, mask), abs=1e-12), metric.__name__
+        assert metric(x, garbage) != pytest.approx(metric(x, y, mask), abs=1e-3), metric.__name__
+    assert frc(x, garbage, mask)[1] == pytest.approx(frc(x, y, mask)[1], abs=1e-12)
+    # SSIM's 7x7 windows read 3 px beyond the mask; the map is averaged over the mask only.
+    near = np.zeros(x.shape, bool)
+    near[17:103, 7:93] = True
+    garbage = np.where(near, y, garbage)
+    assert ssim(x, garbage, mask) == pytest.approx(ssim(x, y, mask), abs=1e-9)
+    assert ssim(x, garbage) < ssim(x, y, mask) - 0.1
+    assert ms_ssim(x, x, mask) == pytest.approx(1.0, abs=1e-12) and ms_ssim(x, y, mask) < ms_ssim(x, y)
 
 
-def test_complex_metrics_use_the_scale_and_do_not_count_a_phase_wrap() -> None:
-    amplitude = 0.5 + 0.5 * smooth_image(seed=10)
-    phase = np.pi * (2 * smooth_image(seed=11) - 1)  # spans [-pi, pi]
-    truth = amplitude * np.exp(1j * phase)
-    recon = 0.5 * amplitude * np.exp(1j * (phase + 0.01))  # a 0.01 rad error crosses the cut where phase ~ pi
-    aligned = Alignment(truth, recon, (0.0, 0.0), 2.0, (0.0, 0.0, 0.0), (slice(0, 128), slice(0, 128)), (0.0, 0.0))
-    metrics = complex_metrics(aligned)
-    assert metrics["amplitude"]["rmse"] == pytest.approx(0.0, abs=1e-12)
-    assert metrics["phase"]["mae"] == pytest.approx(0.01, abs=1e-9)
-    assert metrics["phase"]["rmse"] == pytest.approx(0.01, abs=1e-9)
+def test_r2_is_one_for_the_truth_zero_for_its_mean_and_negative_below() -> None:
+    x = smooth_image()
+    assert r2(x, x) == 1.0
+    assert r2(x, np.full_like(x, x.mean())) == pytest.approx(0.0, abs=1e-12)
+    assert r2(x, 1.0 - x) < 0
+
+
+def test_nrmse_of_a_complex_object() -> None:
+    z = smooth_image() * np.exp(1j * smooth_image(seed=3))
+    assert nrmse_complex(z, z) == 0.0
+    assert nrmse_complex(z, 0.9 * z) == pytest.approx(0.1, abs=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -37,8 +38,8 @@ def test_metrics_table_covers_every_model_dose_view_and_split(study: Path) -> No
     lsqml = table[table.model == LSQML_NAME]
     assert len(lsqml.groupby(["dose", "view", "split"])) == len(DOSES) * len(VIEWS) * len(SPLITS)
     test_rows = table[table.split == "test"]
-    assert set(test_rows.model) == {LSQML_NAME, *(v.name for v in PINN_VARIANTS)}
-    assert set(table["device"]) == {"cpu"}  # timings are only comparable with their device
+    assert set(test_rows.model) == {LSQML_NAME, *(v.name for v in PINN_VARIANTS), "flat", "truth patches stitched"}
+    assert set(table.loc[table.kind == "model", "device"]) == {"cpu"}  # timings are only comparable with their device
     ms_ssim = table[table.metric == "ms_ssim"]
     assert ms_ssim["amplitude"].between(-1, 1).all() and ms_ssim["phase"].between(-1, 1).all()
     # More photons help the iterative solver on the full view (the study's most basic expectation).
@@ -53,6 +54,53 @@ def test_figures_and_report_are_written(study: Path) -> None:
         for view in VIEWS:
             for split in SPLITS:
                 assert (study / dose / f"{view}_{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert (study / dose / f"{view}_{split}_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (study / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 2 + len(DOSES) * len(VIEWS) * len(SPLITS)
+    assert report.count("data:image/png;base64,") == 2 + 2 * len(DOSES) * len(VIEWS) * len(SPLITS)
     assert "MS-SSIM" in report and LSQML_NAME in report and "PtychoPINN" in report
+
+
+class ReportParser(HTMLParser):
+    """Collects the report's image classes, the provenance block's text and the headline table's cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.provenance: list[str] = []
+        self.headline: list[str] = []
+        self._open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append(attributes.get("class") or "")
+            return
+        mark = "provenance" if attributes.get("id") == "provenance" else "headline" if "headline" in (attributes.get("class") or "") else ""
+        self._open.append(mark or (self._open[-1] if self._open else ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag != "img" and self._open:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._open and self._open[-1]:
+            getattr(self, self._open[-1]).append(data.strip())
+
+
+def test_report_has_provenance_convergence_plots_and_floors(study: Path) -> None:
+    parser = ReportParser()
+    parser.feed((study / "report.html").read_text())
+    jobs = len(DOSES) * len(VIEWS) * len(SPLITS)
+    assert parser.images.count("convergence") == jobs and parser.images.count("grid") == jobs
+    provenance = " ".join(parser.provenance)
+    for needed in ("git commit", "run started", "report written", "seeds", "numpy", "tensorflow", "ptychi", '"simulation": 42'):
+        assert needed in provenance, needed
+    headline = [cell for cell in parser.headline if cell]
+    assert {"flat", "truth patches stitched", "R2", "MS-SSIM", "1e3", "1e4", "1e5"} <= set(headline)
+    assert not any("nan" in cell.lower() for cell in headline)
+    # The flat floor scores R2 = 0 on amplitude and phase in every row of the headline table.
+    table = pd.read_csv(study / "metrics.csv")
+    flat_r2 = table[(table.model == "flat") & (table.metric == "r2")]
+    assert len(flat_r2) > 0 and flat_r2[["amplitude", "phase"]].abs().max().max() < 1e-6
+    stitched = table[(table.model == "truth patches stitched") & (table.metric == "ms_ssim") & (table.view == "full")]
+    assert (stitched["phase"] > 0.95).all(), stitched

@@ -1,7 +1,10 @@
-"""Image-quality metrics on real 2-D images (spec section 7): MAE, RMSE, PSNR, SSIM, MS-SSIM, FRC.
+"""Image-quality metrics on real 2-D images (spec section 7): R2, MAE, RMSE, PSNR, SSIM, MS-SSIM, FRC, and the
+NRMSE of a complex object.
 
-Every metric that needs a data range takes it from the ground truth (max - min), never a fixed peak of 255.
-Frequencies are in cycles per pixel (0 .. 0.5 = Nyquist); a resolution f corresponds to a period of 1/f pixels.
+Every metric takes an optional boolean ``mask`` of the pixels to score (the compared region's lit pixels; all
+pixels when None): unlit pixels are unconstrained by the data and must not count. Every metric that needs a data
+range takes it from the ground truth (max - min over the mask), never a fixed peak of 255. Frequencies are in
+cycles per pixel (0 .. 0.5 = Nyquist); a resolution f corresponds to a period of 1/f pixels.
 """
 
 from __future__ import annotations
@@ -11,9 +14,6 @@ import math
 import numpy as np
 from scipy import ndimage
 from scipy.signal.windows import tukey
-from skimage.metrics import structural_similarity
-
-from fly64_kedro.metrics.alignment import Alignment
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003
 SSIM_WINDOW = 7  # skimage's default uniform window, shared by ssim and ms_ssim so they agree at one scale
@@ -22,7 +22,9 @@ _K1, _K2 = 0.01, 0.03
 FRC_TAPER = 0.5
 
 
-def _pair(truth: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pair(
+    truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if np.iscomplexobj(truth) or np.iscomplexobj(test):
         raise ValueError("metrics take real images: pass the amplitude or the phase of a complex object")
     truth = np.asarray(truth, dtype=np.float64)
@@ -31,44 +33,70 @@ def _pair(truth: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"need two real 2-D images of one shape, got {truth.shape} and {test.shape}")
     if not (np.all(np.isfinite(truth)) and np.all(np.isfinite(test))):
         raise ValueError("images must be finite (no NaN/Inf)")
-    return truth, test
+    mask = np.ones(truth.shape, bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != truth.shape or not mask.any():
+        raise ValueError(f"mask must be a non-empty boolean image of shape {truth.shape}, got {mask.shape}")
+    return truth, test, mask
 
 
-def data_range(truth: np.ndarray) -> float:
-    """max - min of the ground truth (image units); raises if the truth is constant."""
-    value = float(np.max(truth) - np.min(truth))
+def data_range(truth: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """max - min of the ground truth over ``mask`` (image units); raises if the truth is constant there."""
+    values = np.asarray(truth) if mask is None else np.asarray(truth)[mask]
+    value = float(np.max(values) - np.min(values))
     if value <= 0:
         raise ValueError("the ground truth is constant: its data range is 0, PSNR/SSIM are undefined")
     return value
 
 
-def mae(truth: np.ndarray, test: np.ndarray) -> float:
-    """Mean absolute error (image units)."""
-    truth, test = _pair(truth, test)
-    return float(np.mean(np.abs(truth - test)))
+def mae(truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean absolute error over ``mask`` (image units)."""
+    truth, test, mask = _pair(truth, test, mask)
+    return float(np.mean(np.abs(truth - test)[mask]))
 
 
-def rmse(truth: np.ndarray, test: np.ndarray) -> float:
-    """Root-mean-square error (image units)."""
-    truth, test = _pair(truth, test)
-    return float(np.sqrt(np.mean((truth - test) ** 2)))
+def rmse(truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Root-mean-square error over ``mask`` (image units)."""
+    truth, test, mask = _pair(truth, test, mask)
+    return float(np.sqrt(np.mean(((truth - test) ** 2)[mask])))
 
 
-def psnr(truth: np.ndarray, test: np.ndarray) -> float:
-    """20 log10(data range of the truth / RMSE) in dB; inf for identical images."""
-    error = rmse(truth, test)
-    peak = data_range(truth)
+def r2(truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Coefficient of determination 1 - MSE / Var(truth) over ``mask`` (dimensionless).
+
+    1 for the truth, 0 for a constant image at the truth's mean, negative for worse than that: unlike the
+    SSIM family, its floor is known.
+    """
+    truth, test, mask = _pair(truth, test, mask)
+    variance = float(np.var(truth[mask]))
+    if variance <= 0:
+        raise ValueError("the ground truth is constant: its variance is 0, R2 is undefined")
+    return 1.0 - float(np.mean(((truth - test) ** 2)[mask])) / variance
+
+
+def psnr(truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """20 log10(data range of the truth / RMSE) in dB over ``mask``; inf for identical images."""
+    error = rmse(truth, test, mask)
+    peak = data_range(truth, mask)
     return math.inf if error == 0 else 20 * math.log10(peak / error)
 
 
-def ssim(truth: np.ndarray, test: np.ndarray) -> float:
-    """Mean SSIM (skimage: 7x7 uniform window, K1=0.01, K2=0.03) with the truth's data range."""
-    truth, test = _pair(truth, test)
-    return float(structural_similarity(truth, test, win_size=SSIM_WINDOW, data_range=data_range(truth)))
+def nrmse_complex(truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """||truth - test|| / ||truth|| of two complex objects over ``mask`` (dimensionless; 0 = identical)."""
+    truth, test = np.asarray(truth, np.complex128), np.asarray(test, np.complex128)
+    if truth.shape != test.shape or not (np.all(np.isfinite(truth)) and np.all(np.isfinite(test))):
+        raise ValueError(f"need two finite complex images of one shape, got {truth.shape} and {test.shape}")
+    mask = np.ones(truth.shape, bool) if mask is None else np.asarray(mask, bool)
+    norm = float(np.linalg.norm(truth[mask]))
+    if norm == 0:
+        raise ValueError("the ground truth is zero on the mask: NRMSE is undefined")
+    return float(np.linalg.norm((truth - test)[mask])) / norm
 
 
-def _ssim_terms(x: np.ndarray, y: np.ndarray, peak: float) -> tuple[float, float]:
-    """(mean SSIM, mean contrast-structure) with exactly skimage's conventions (sample covariance, edge crop)."""
+def _ssim_terms(x: np.ndarray, y: np.ndarray, peak: float, mask: np.ndarray) -> tuple[float, float]:
+    """(mean SSIM, mean contrast-structure) over ``mask`` with skimage's conventions (sample covariance, edge crop).
+
+    The local statistics use every pixel of the 7x7 window; only the map's average is restricted to the mask.
+    """
     filt = {"size": SSIM_WINDOW}
     n = SSIM_WINDOW**2
     cov_norm = n / (n - 1)
@@ -79,15 +107,36 @@ def _ssim_terms(x: np.ndarray, y: np.ndarray, peak: float) -> tuple[float, float
     c1, c2 = (_K1 * peak) ** 2, (_K2 * peak) ** 2
     cs = (2 * vxy + c2) / (vx + vy + c2)
     luminance = (2 * ux * uy + c1) / (ux**2 + uy**2 + c1)
+    keep = _inner(mask)
+    return float(np.mean((luminance * cs)[keep])), float(np.mean(cs[keep]))
+
+
+def _inner(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without the half-window border that skimage crops from the SSIM map."""
     pad = (SSIM_WINDOW - 1) // 2
-    inner = (slice(pad, x.shape[0] - pad), slice(pad, x.shape[1] - pad))
-    return float(np.mean((luminance * cs)[inner])), float(np.mean(cs[inner]))
+    keep = np.zeros_like(mask)
+    keep[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad] = mask[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad]
+    return keep
+
+
+def ssim(truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM over ``mask`` (skimage's 7x7 uniform window, K1=0.01, K2=0.03) with the truth's data range."""
+    truth, test, mask = _pair(truth, test, mask)
+    if not _inner(mask).any():
+        raise ValueError(f"the mask has no pixel {SSIM_WINDOW // 2} px inside the image: SSIM is undefined")
+    return _ssim_terms(truth, test, data_range(truth, mask), mask)[0]
 
 
 def _downsample(image: np.ndarray) -> np.ndarray:
     """2x2 block mean: a low-pass (box) filter and decimation by 2 in one step; an odd last row/column is dropped."""
     h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
     return image[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def _downsample_mask(mask: np.ndarray) -> np.ndarray:
+    """2x2 block minimum: a coarse pixel is scored only if all four fine pixels were."""
+    h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
+    return mask[:h, :w].reshape(h // 2, 2, w // 2, 2).all(axis=(1, 3))
 
 
 def ms_ssim_scales(shape: tuple[int, ...], max_scales: int = len(MS_SSIM_WEIGHTS)) -> int:
@@ -98,29 +147,38 @@ def ms_ssim_scales(shape: tuple[int, ...], max_scales: int = len(MS_SSIM_WEIGHTS
     return min(max_scales, 1 + math.floor(math.log2(smallest / SSIM_WINDOW)))
 
 
-def ms_ssim(truth: np.ndarray, test: np.ndarray, weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> float:
-    """Multi-scale SSIM (Wang et al. 2003) with the truth's data range at every scale.
+def ms_ssim(
+    truth: np.ndarray, test: np.ndarray, mask: np.ndarray | None = None, weights: tuple[float, ...] = MS_SSIM_WEIGHTS
+) -> float:
+    """Multi-scale SSIM (Wang et al. 2003) over ``mask`` with the truth's data range at every scale.
 
     MS-SSIM = prod_{j<M} cs_j^w_j * ssim_M^w_M: contrast-structure at the finer scales, full SSIM (luminance too)
-    at the coarsest, each the mean of its map; between scales a 2x2 block mean low-passes before decimating
-    (plain decimation aliases fine detail into the coarse scales). If the image is too small for all scales with
-    a 7x7 window, the first M scales are used with their weights renormalised to sum 1 (so identical images
-    still score 1). A negative term (anti-correlated structure) is clipped to 0 before the fractional power,
-    as tf.image.ssim_multiscale and pytorch-msssim do: anti-correlation counts as no similarity and the power
-    stays real.
+    at the coarsest, each the mean of its map over the mask; between scales a 2x2 block mean low-passes before
+    decimating (plain decimation aliases fine detail into the coarse scales) and the mask shrinks by a 2x2 block
+    minimum. If the image (or its mask) is too small for all scales with a 7x7 window, the first M scales are used
+    with their weights renormalised to sum 1 (so identical images still score 1). A negative term
+    (anti-correlated structure) is clipped to 0 before the fractional power, as tf.image.ssim_multiscale and
+    pytorch-msssim do: anti-correlation counts as no similarity and the power stays real.
     """
-    truth, test = _pair(truth, test)
-    peak = data_range(truth)
-    n_scales = ms_ssim_scales(truth.shape, len(weights))
-    used = np.asarray(weights[:n_scales], dtype=np.float64)
+    truth, test, mask = _pair(truth, test, mask)
+    peak = data_range(truth, mask)
+    pyramid = [(truth, test, mask)]
+    for _ in range(ms_ssim_scales(truth.shape, len(weights)) - 1):
+        coarse = _downsample_mask(pyramid[-1][2])
+        if not _inner(coarse).any():
+            break
+        pyramid.append((_downsample(pyramid[-1][0]), _downsample(pyramid[-1][1]), coarse))
+    if not _inner(mask).any():
+        raise ValueError(f"the mask has no pixel {SSIM_WINDOW // 2} px inside the image: MS-SSIM is undefined")
+    used = np.asarray(weights[: len(pyramid)], dtype=np.float64)
     used = used / used.sum()
     result = 1.0
-    for scale, weight in enumerate(used):
-        full, cs = _ssim_terms(truth, test, peak)
-        term = full if scale == n_scales - 1 else cs
+    for scale, ((x, y, m), weight) in enumerate(zip(pyramid, used)):
+        full, cs = _ssim_terms(x, y, peak, m)
+        term = full if scale == len(pyramid) - 1 else cs
         result *= max(term, 0.0) ** weight
-        truth, test = _downsample(truth), _downsample(test)
     return float(result)
+
 
 
 def _rings(shape: tuple[int, ...], ring_width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,19 +203,22 @@ def ring_pixel_counts(shape: tuple[int, ...], ring_width: int = 1) -> np.ndarray
     return np.bincount(index[index >= 0], minlength=len(freq))
 
 
-def frc(a: np.ndarray, b: np.ndarray, ring_width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def frc(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, ring_width: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Fourier ring correlation: (ring frequencies in cycles/px, 0 .. 0.5; FRC per ring in [-1, 1]).
 
-    Each image has its mean removed and is multiplied by a separable Tukey window (taper FRC_TAPER): the DFT
-    treats the crop as periodic, and the jump between opposite borders (shared by both images) puts correlated
-    power along the frequency axes at every frequency, inflating the FRC up to Nyquist. Removing the mean first
-    keeps the window's own spectrum, common to both, out of the low rings. Ring 0 then carries only the residual
-    mean and is not used by :func:`frc_resolution`.
+    Each image has its mean over ``mask`` removed, is set to 0 outside the mask (unscored pixels must not
+    correlate), and is multiplied by a separable Tukey window (taper FRC_TAPER): the DFT treats the crop as
+    periodic, and the jump between opposite borders (shared by both images) puts correlated power along the
+    frequency axes at every frequency, inflating the FRC up to Nyquist. Removing the mean first keeps the window's
+    own spectrum, common to both, out of the low rings. Ring 0 then carries only the residual mean and is not used
+    by :func:`frc_resolution`.
     """
-    a, b = _pair(a, b)
-    window = np.outer(tukey(a.shape[0], FRC_TAPER), tukey(a.shape[1], FRC_TAPER))
-    fa = np.fft.fft2((a - a.mean()) * window)
-    fb = np.fft.fft2((b - b.mean()) * window)
+    a, b, mask = _pair(a, b, mask)
+    window = np.outer(tukey(a.shape[0], FRC_TAPER), tukey(a.shape[1], FRC_TAPER)) * mask
+    fa = np.fft.fft2((a - a[mask].mean()) * window)
+    fb = np.fft.fft2((b - b[mask].mean()) * window)
     index, freq = _rings(a.shape, ring_width)
     keep = index >= 0
     n = len(freq)
@@ -195,41 +256,11 @@ def frc_resolution(freq: np.ndarray, curve: np.ndarray, threshold: float | np.nd
         return 0.5
     i = int(below[0])
     # Fraction of the way from ring i-1 to ring i where the excess reaches 0; clipped because ring 0 may be below.
-    t = float(np.clip(excess[i - 1] / (excess[i - 1] - excess[i]), 0.0, 1.0))
+    step = excess[i - 1] - excess[i]
+    t = float(np.clip(excess[i - 1] / step, 0.0, 1.0)) if step > 0 else 0.0
     return float(freq[i - 1] + t * (freq[i] - freq[i - 1]))
 
 
 def period_px(freq: float) -> float:
     """Resolution as a period in pixels, 1 / ``freq`` (cycles/px); inf for 0."""
     return math.inf if freq == 0 else 1.0 / freq
-
-
-def image_metrics(truth: np.ndarray, test: np.ndarray) -> dict[str, float]:
-    """mae, rmse, psnr (dB), ssim, ms_ssim, frc50 and frc_half_bit (cycles/px) of ``test`` against ``truth``."""
-    freq, curve = frc(truth, test)
-    counts = ring_pixel_counts(np.shape(truth))
-    return {
-        "mae": mae(truth, test),
-        "rmse": rmse(truth, test),
-        "psnr": psnr(truth, test),
-        "ssim": ssim(truth, test),
-        "ms_ssim": ms_ssim(truth, test),
-        "frc50": frc_resolution(freq, curve, 0.5),
-        "frc_half_bit": frc_resolution(freq, curve, half_bit_threshold(counts)),
-    }
-
-
-def complex_metrics(aligned: Alignment) -> dict[str, dict[str, float]]:
-    """{"amplitude": metrics of scale * |recon|, "phase": metrics of the phase} against the aligned truth.
-
-    The reconstruction's phase is taken on the branch nearest the truth's, angle(truth) + angle(recon *
-    conj(truth)): the truth's phase spans about (-pi, pi], so a small error across the +-pi cut would otherwise
-    count as ~2 pi.
-    """
-    truth, recon = aligned.truth, aligned.recon
-    truth_phase = np.angle(truth)
-    recon_phase = truth_phase + np.angle(recon * np.conj(truth))
-    return {
-        "amplitude": image_metrics(np.abs(truth), aligned.amplitude_scale * np.abs(recon)),
-        "phase": image_metrics(truth_phase, recon_phase),
-    }

@@ -16,10 +16,12 @@ from fly64_kedro.study import DOSES, PINN_VARIANTS, SPLITS, VIEWS
 
 
 def job_results(view: str, split: str) -> list[str]:
-    """The reconstructions that exist for one view and split (PINNs reconstruct only the test split)."""
+    """The reconstructions that exist for one view and split (PINNs reconstruct only the test split), followed by
+    the PINN training records they came from (their loss history feeds the convergence plots)."""
     names = [f"{view}__{split}__lsqml"]
     if split == "test":
-        names += [f"{view}__test__{v.label}" for v in PINN_VARIANTS if view in v.views]
+        variants = [v for v in PINN_VARIANTS if view in v.views]
+        names += [f"{view}__test__{v.label}" for v in variants] + [f"{view}__{v.label}__model" for v in variants]
     return names
 
 
@@ -29,8 +31,8 @@ def dose_template() -> Pipeline:
         [
             node(
                 compare_job,
-                ["base", "params:comparison", *job_results(view, split)],
-                [f"{view}__{split}__metrics", f"{view}__{split}__figure"],
+                ["base", f"{view}__{split}__ptycho", "params:comparison", *job_results(view, split)],
+                [f"{view}__{split}__metrics", f"{view}__{split}__figure", f"{view}__{split}__convergence"],
                 name=f"compare_{view}_{split}",
             )
             for view in VIEWS
@@ -47,6 +49,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     ]
     metrics = [f"{d}.{v}.{s}.metrics" for d in DOSES for v in VIEWS for s in SPLITS]
     figures = [f"{d}.{v}.{s}.figure" for d in DOSES for v in VIEWS for s in SPLITS]
+    convergence = [f"{d}.{v}.{s}.convergence" for d in DOSES for v in VIEWS for s in SPLITS]
     study = Pipeline(
         [
             node(build_metrics_table, metrics, "metrics_table", name="build_metrics_table"),
@@ -55,8 +58,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(plot_frc_curves, metrics, "frc_figure", name="plot_frc_curves"),
             node(
                 render_report,
-                ["metrics_table", "metrics_deltas", "overlap_manifest", "reconstruction_manifest",
-                 "metrics_vs_dose_figure", "frc_figure", *figures],
+                ["metrics_table", "metrics_deltas", "overlap_manifest", "reconstruction_manifest", "parameters",
+                 "metrics_vs_dose_figure", "frc_figure", *metrics, *figures, *convergence],
                 "study_report",
                 name="render_report",
             ),

@@ -31,9 +31,18 @@ def _stream(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
+def object_shape(value: Any) -> tuple[int, int]:
+    """(H, W) in px from ``generation.base.object_shape``: [H, W], or one integer for a square object (so that
+    one ``--params generation.base.object_shape=464`` can set it: Kedro splits --params at commas)."""
+    shape = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ParameterError("generation.base.object_shape", "must be [H, W] or one integer, in px > 0", value)
+    return int(shape[0]), int(shape[1])
+
+
 def make_synthetic_base(base: dict[str, Any], study: dict[str, Any]) -> Record:
     """Deterministic fly-like object (base.object_shape px) and focused N x N probe, as a 'base' record."""
-    shape = tuple(int(s) for s in base["object_shape"])
+    shape = object_shape(base["object_shape"])
     obj = synthetic_fly_object(shape, seed=int(study["seeds"]["simulation"]))
     probe = focused_probe(int(study["N"]), float(base["aperture_fraction"]), float(base["defocus_waves"]))
     meta = {"source": "synthetic_fly_object", "object_shape": list(shape), "N": int(study["N"])}
