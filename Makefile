@@ -18,7 +18,9 @@ setup: $(BIN)/.installed  ## create .venv and install the project with its test 
 study: setup  ## run the default study (quick profile, CPU) into data/, report in data/08_reporting/report.html
 	$(BIN)/kedro run
 
-test: setup  ## run the test suite
+test: setup  ## lint (ruff check + format check), then run the test suite
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest
 
 bench: setup  ## run the benchmarks (tables printed, JSON in benchmarks/results/)

@@ -39,8 +39,10 @@ def compared_region(ycoords: np.ndarray, xcoords: np.ndarray, probe: np.ndarray,
     for y, x in zip(np.rint(ycoords - n_pix / 2).astype(int), np.rint(xcoords - n_pix / 2).astype(int)):
         summed[y : y + n_pix, x : x + n_pix] += weight
     box = np.zeros(shape, bool)
-    box[int(ycoords.min() - n_pix / 2) : int(np.ceil(ycoords.max() + n_pix / 2)),
-        int(xcoords.min() - n_pix / 2) : int(np.ceil(xcoords.max() + n_pix / 2))] = True
+    box[
+        int(ycoords.min() - n_pix / 2) : int(np.ceil(ycoords.max() + n_pix / 2)),
+        int(xcoords.min() - n_pix / 2) : int(np.ceil(xcoords.max() + n_pix / 2)),
+    ] = True
     return box & (summed >= LIT_FRACTION * summed.max())
 
 
@@ -61,30 +63,43 @@ def main(root: Path) -> int:
     for path in sorted((root / "07_model_output").glob("*/*_test_*.npz")):
         arrays, meta = load(path)
         if meta.get("status") != "ok" or "object" not in arrays:
-            rows.append({"record": str(path.relative_to(root)), "status": meta.get("status"), "reason": meta.get("reason")})
+            rows.append(
+                {"record": str(path.relative_to(root)), "status": meta.get("status"), "reason": meta.get("reason")}
+            )
             continue
         dose, view = path.parent.name, path.name.split("_")[0]
         test, _ = load(root / "03_primary" / dose / f"{view}_test.npz")
         mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
         flat = np.full(truth.shape, np.abs(truth[mask]).mean(), np.complex64)
         amp, phase = r2_scores(arrays["object"], truth, mask)
-        rows.append({
-            "record": str(path.relative_to(root)), "dose": dose, "view": view, "method": meta.get("method"),
-            "amplitude_r2": amp, "phase_r2": phase, "flat_phase_r2": r2_scores(flat, truth, mask)[1],
-            "epochs_run": meta.get("epochs_run"), "stop_reason": meta.get("stop_reason"),
-        })
+        rows.append(
+            {
+                "record": str(path.relative_to(root)),
+                "dose": dose,
+                "view": view,
+                "method": meta.get("method"),
+                "amplitude_r2": amp,
+                "phase_r2": phase,
+                "flat_phase_r2": r2_scores(flat, truth, mask)[1],
+                "epochs_run": meta.get("epochs_run"),
+                "stop_reason": meta.get("stop_reason"),
+            }
+        )
     print(f"{'dose':5} {'view':6} {'method':9} {'amp R2':>7} {'phase R2':>8} {'flat':>6}  epochs  stop")
     for row in rows:
         if "phase_r2" in row:
-            print(f"{row['dose']:5} {row['view']:6} {row['method']:9} {row['amplitude_r2']:7.3f} {row['phase_r2']:8.3f} "
-                  f"{row['flat_phase_r2']:6.3f}  {row['epochs_run']!s:6}  {row['stop_reason']}")
+            print(
+                f"{row['dose']:5} {row['view']:6} {row['method']:9} {row['amplitude_r2']:7.3f} {row['phase_r2']:8.3f} "
+                f"{row['flat_phase_r2']:6.3f}  {row['epochs_run']!s:6}  {row['stop_reason']}"
+            )
         else:
             print(f"{row['record']}: {row['status']} ({row['reason']})")
     score = {(r["dose"], r["view"], r["method"]): r["phase_r2"] for r in rows if "phase_r2" in r}
     checks = {
         "pinn_gs2 >= 0.6 at 1e5": score.get(("d1e5", "full", "pinn_gs2"), -np.inf) >= 0.6,
         "pinn_gs2 rises with dose": score.get(("d1e3", "full", "pinn_gs2"), np.inf)
-        < score.get(("d1e4", "full", "pinn_gs2"), -np.inf) < score.get(("d1e5", "full", "pinn_gs2"), -np.inf),
+        < score.get(("d1e4", "full", "pinn_gs2"), -np.inf)
+        < score.get(("d1e5", "full", "pinn_gs2"), -np.inf),
         "pinn_gs2 at 1e3 >= lsqml - 0.15": score.get(("d1e3", "full", "pinn_gs2"), -np.inf)
         >= score.get(("d1e3", "full", "lsqml"), np.inf) - 0.15,
         "lsqml >= 0.8 at 1e5": score.get(("d1e5", "full", "lsqml"), -np.inf) >= 0.8,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-from functools import partial
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,9 @@ def best_of(repeats: int, func) -> float:
 
 def throughput_row(n_pix: int, n_positions: int, chunk: int) -> dict:
     study = {**STUDY, "N": n_pix}
-    base = make_synthetic_base({"object_shape": [4 * n_pix, 4 * n_pix], "aperture_fraction": 0.25, "defocus_waves": 4.0}, study)
+    base = make_synthetic_base(
+        {"object_shape": [4 * n_pix, 4 * n_pix], "aperture_fraction": 0.25, "defocus_waves": 4.0}, study
+    )
     gen = {"n_positions": n_positions, "chunk_size": chunk, "poisson_noise": True, "guard_band": None}
     sim_s = best_of(3, lambda: simulate_diffraction(base, 1e4, study, gen))
     waves = (np.random.default_rng(0).standard_normal((chunk, n_pix, n_pix)) * (1 + 1j)).astype(np.complex64)
@@ -46,8 +48,11 @@ def throughput_row(n_pix: int, n_positions: int, chunk: int) -> dict:
 
     fft_s = best_of(3, fft_floor)
     return {
-        "N": n_pix, "patterns": n_positions, "simulation_patterns_per_s": n_positions / sim_s,
-        "fft_floor_patterns_per_s": n_positions / fft_s, "simulation_over_fft_time": sim_s / fft_s,
+        "N": n_pix,
+        "patterns": n_positions,
+        "simulation_patterns_per_s": n_positions / sim_s,
+        "fft_floor_patterns_per_s": n_positions / fft_s,
+        "simulation_over_fft_time": sim_s / fft_s,
     }
 
 
@@ -58,8 +63,11 @@ def overlap_rows() -> list[dict]:
     n, n_pix = 5000, 128
     y, x = rng.uniform(64, 232, n), rng.uniform(64, 400, n)
     arrays = {
-        "diffraction": np.zeros((n, 1, 1), np.float32), "xcoords": x, "ycoords": y,
-        "probeGuess": np.ones((1, 1), np.complex64), "objectGuess": np.ones((464, 464), np.complex64),
+        "diffraction": np.zeros((n, 1, 1), np.float32),
+        "xcoords": x,
+        "ycoords": y,
+        "probeGuess": np.ones((1, 1), np.complex64),
+        "objectGuess": np.ones((464, 464), np.complex64),
     }
     full = Record(arrays, {"dose": 1e4, "split": "train", "view": "full"})
     study = {**STUDY, "N": n_pix, "gridsizes": [1, 2], "neighbour_pool": 7}
@@ -77,11 +85,13 @@ def paper_peak_memory() -> dict:
     """One paper-scale dose in a fresh process: simulate + split, peak resident memory."""
     code = (
         "import resource, time\n"
-        "from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, split_train_test\n"
+        "from fly64_kedro.pipelines.generation.nodes import (\n"
+        "    make_synthetic_base, simulate_diffraction, split_train_test)\n"
         f"study = {{**{STUDY!r}, 'N': 128}}\n"
         "gen = {'n_positions': 10304, 'chunk_size': 512, 'poisson_noise': True, 'guard_band': None}\n"
         "t = time.perf_counter()\n"
-        "base = make_synthetic_base({'object_shape': [464, 464], 'aperture_fraction': 0.25, 'defocus_waves': 4.0}, study)\n"
+        "shape = {'object_shape': [464, 464], 'aperture_fraction': 0.25, 'defocus_waves': 4.0}\n"
+        "base = make_synthetic_base(shape, study)\n"
         "sim = simulate_diffraction(base, 1e4, study, gen)\n"
         "train, test = split_train_test(sim, study, gen)\n"
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,"
@@ -89,7 +99,12 @@ def paper_peak_memory() -> dict:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     seconds, peak_gib, dataset_gib = map(float, out[-3:])
-    return {"seconds": seconds, "peak_rss_gib": peak_gib, "dataset_gib": dataset_gib, "peak_over_dataset": peak_gib / dataset_gib}
+    return {
+        "seconds": seconds,
+        "peak_rss_gib": peak_gib,
+        "dataset_gib": dataset_gib,
+        "peak_over_dataset": peak_gib / dataset_gib,
+    }
 
 
 def main() -> None:
@@ -99,17 +114,25 @@ def main() -> None:
     rows = [throughput_row(64, 2048, 256), throughput_row(128, 1024, 256)]
     print(f"{'N':>4} {'patterns':>8} {'sim pat/s':>10} {'FFT pat/s':>10} {'sim/FFT time':>13}")
     for r in rows:
-        print(f"{r['N']:>4} {r['patterns']:>8} {r['simulation_patterns_per_s']:>10.0f} "
-              f"{r['fft_floor_patterns_per_s']:>10.0f} {r['simulation_over_fft_time']:>13.2f}")
+        print(
+            f"{r['N']:>4} {r['patterns']:>8} {r['simulation_patterns_per_s']:>10.0f} "
+            f"{r['fft_floor_patterns_per_s']:>10.0f} {r['simulation_over_fft_time']:>13.2f}"
+        )
     views = overlap_rows()
     for r in views:
-        print(f"overlap view {r['view']:>6} at paper scale: {r['positions']} -> {r['kept']} positions in {r['seconds']:.3f} s")
+        print(
+            f"overlap view {r['view']:>6} at paper scale: {r['positions']} -> {r['kept']} positions "
+            f"in {r['seconds']:.3f} s"
+        )
     result = {"throughput": rows, "overlap_views": views}
     if not args.quick:
         mem = paper_peak_memory()
         result["paper_dose"] = mem
-        print(f"paper-scale dose (N=128, 10304 positions): {mem['seconds']:.1f} s, peak RSS {mem['peak_rss_gib']:.2f} GiB "
-              f"for a {mem['dataset_gib']:.2f} GiB dataset (x{mem['peak_over_dataset']:.2f})")
+        print(
+            f"paper-scale dose (N=128, 10304 positions): {mem['seconds']:.1f} s, "
+            f"peak RSS {mem['peak_rss_gib']:.2f} GiB "
+            f"for a {mem['dataset_gib']:.2f} GiB dataset (x{mem['peak_over_dataset']:.2f})"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "generation.json").write_text(json.dumps(result, indent=2))
 

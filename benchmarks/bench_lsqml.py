@@ -2,7 +2,8 @@
 
     python benchmarks/bench_lsqml.py [--quick]
 
-1. Overhead. The same job (N=64, 200 random positions at 1e5 photons, settings below) runs through the project's Kedro node,
+1. Overhead. The same job (N=64, 200 random positions at 1e5 photons, settings below) runs through the project's
+   Kedro node,
    ``reconstruct_lsqml(view, settings)`` (its engine worker warm), timed end to end in this
    process (transfer, validation, unit conversion, chunked logging, build, run, readout), and as a bare pty-chi call
    in a separately spawned warm process, timing only the task build, ``task.run()`` and the readout. Rounds alternate
@@ -67,8 +68,13 @@ def project_call(data: dict[str, Any], settings: dict[str, Any]) -> dict[str, fl
     and CPU seconds (both processes)."""
     height, width = data["shape"]
     view = Record(
-        {"diffraction": data["diffraction"], "ycoords": data["y"], "xcoords": data["x"], "probeGuess": data["probe"],
-         "objectGuess": np.ones((height, width), np.complex64)},
+        {
+            "diffraction": data["diffraction"],
+            "ycoords": data["y"],
+            "xcoords": data["x"],
+            "probeGuess": data["probe"],
+            "objectGuess": np.ones((height, width), np.complex64),
+        },
         {"dose": 1e4, "view": "full", "split": "test", "N": data["diffraction"].shape[-1]},
     )
     pid = run_in_worker("torch", "os:getpid")

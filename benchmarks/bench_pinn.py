@@ -77,8 +77,15 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
     )
     # The iterative baseline on the SAME test patterns, in the same run (quick-profile LSQML settings).
     lsqml = run_in_worker(
-        "torch", "fly64_kedro.engines.lsqml:reconstruct", test["diffraction"], test["y"], test["x"], test["probe"],
-        test["shape"], LSQML_SETTINGS, job=job,
+        "torch",
+        "fly64_kedro.engines.lsqml:reconstruct",
+        test["diffraction"],
+        test["y"],
+        test["x"],
+        test["probe"],
+        test["shape"],
+        LSQML_SETTINGS,
+        job=job,
     )
     epoch_s = result["history"]["epoch_s"]
     steady = float(np.mean(epoch_s[1:]))  # the first epoch also traces the training and validation steps
@@ -100,7 +107,8 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
         "patterns_per_s": recon["patterns_per_s"],
         "lsqml_s": lsqml["wall_time_s"],
         "speedup_inference_vs_lsqml": lsqml["wall_time_s"] / recon["inference_s"],
-        "speedup_inference_plus_training_vs_lsqml": lsqml["wall_time_s"] / (recon["inference_s"] + result["wall_time_s"]),
+        "speedup_inference_plus_training_vs_lsqml": lsqml["wall_time_s"]
+        / (recon["inference_s"] + result["wall_time_s"]),
     }
 
 
@@ -140,7 +148,8 @@ def main() -> None:
     for r in rows:
         print(
             f"{r['N']:>4} {r['gridsize']:>3} {r['train_groups']:>6} {r['first_epoch_s']:>9.2f} {r['epoch_s']:>8.2f} "
-            f"{r['ms_per_group']:>9.1f} {r['loss_first']:>10.4g}->{r['loss_last']:<10.4g} {r['patterns_per_s']:>8.0f} {r['lsqml_s']:>8.1f} {r['speedup_inference_vs_lsqml']:>8.0f}x"
+            f"{r['ms_per_group']:>9.1f} {r['loss_first']:>10.4g}->{r['loss_last']:<10.4g} "
+            f"{r['patterns_per_s']:>8.0f} {r['lsqml_s']:>8.1f} {r['speedup_inference_vs_lsqml']:>8.0f}x"
         )
     report = {
         "benchmark": "pinn",

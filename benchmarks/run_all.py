@@ -1,6 +1,6 @@
 """Run every benchmark in turn (each prints its table and writes JSON to benchmarks/results/).
 
-    python benchmarks/run_all.py           # about 8 minutes on 2 CPU cores
+python benchmarks/run_all.py           # about 8 minutes on 2 CPU cores
 """
 
 from __future__ import annotations

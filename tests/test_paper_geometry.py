@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from kedro.config import OmegaConfigLoader
+from session import PROJECT_ROOT
 
 from fly64_kedro.geometry.selection import select_view
 from fly64_kedro.pipelines.generation.nodes import draw_scan_positions, object_shape, split_train_test
 from fly64_kedro.record import Record
 from fly64_kedro.settings import CONFIG_LOADER_ARGS
 from fly64_kedro.study import SPLITS, spacing_threshold
-
-from session import PROJECT_ROOT
 
 MINIMUM = {"dense": 150, "sparse": 25}
 
@@ -27,7 +25,9 @@ def view_counts(params: dict, object_shape: tuple[int, int]) -> dict[tuple[str, 
     """Positions per (view, split) of the profile's scan, without simulating any diffraction."""
     study, generation, overlap = params["study"], params["generation"], params["overlap"]
     n_pix = int(study["N"])
-    positions = draw_scan_positions(object_shape, n_pix, int(generation["n_positions"]), int(study["seeds"]["simulation"]))
+    positions = draw_scan_positions(
+        object_shape, n_pix, int(generation["n_positions"]), int(study["seeds"]["simulation"])
+    )
     record = Record({"ycoords": positions[:, 0].copy(), "xcoords": positions[:, 1].copy()}, {"N": n_pix})
     halves = dict(zip(SPLITS, split_train_test(record, study, generation)))
     counts = {}
@@ -35,7 +35,9 @@ def view_counts(params: dict, object_shape: tuple[int, int]) -> dict[tuple[str, 
         counts[("full", split)] = len(half["ycoords"])
         for view in MINIMUM:
             threshold = spacing_threshold(study, view)
-            counts[(view, split)] = select_view(half["ycoords"], half["xcoords"], threshold, float(overlap["min_direct_rate"])).n_accepted
+            counts[(view, split)] = select_view(
+                half["ycoords"], half["xcoords"], threshold, float(overlap["min_direct_rate"])
+            ).n_accepted
     return counts
 
 

@@ -20,7 +20,11 @@ MEMORY = 64 * 2**30  # a 64 GiB machine: the shipped profiles fit, so only the r
 
 def parameters(env: str = "tiny") -> dict:
     loader = OmegaConfigLoader(
-        str(PROJECT_ROOT / "conf"), env=env, base_env="base", default_run_env="base", merge_strategy={"parameters": "soft"}
+        str(PROJECT_ROOT / "conf"),
+        env=env,
+        base_env="base",
+        default_run_env="base",
+        merge_strategy={"parameters": "soft"},
     )
     return loader["parameters"]
 
@@ -99,7 +103,11 @@ def test_checks_import_neither_tensorflow_nor_torch() -> None:
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(PROJECT_ROOT / "tests/pipelines")], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", script, str(PROJECT_ROOT / "tests/pipelines")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"

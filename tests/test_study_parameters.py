@@ -1,4 +1,5 @@
-"""Study design validation (spec section 2): each rule gives an error naming the parameter and the rule."""
+"""Study design validation (docs/science.md "Study design"): each rule gives an error naming the parameter and the
+rule."""
 
 from __future__ import annotations
 
@@ -27,7 +28,13 @@ CASES = [
     ("dose negative", ["doses", "d1e4"], -1e4, "study.doses.d1e4", "> 0"),
     ("unknown dose label", ["doses"], {"d1e3": 1e3, "d1e4": 1e4, "d2": 2.0}, "study.doses", "exactly"),
     ("overlap fraction 1", ["overlap_fractions", "dense"], 1.0, "study.overlap_fractions.dense", "0 <= f < 1"),
-    ("overlap fraction negative", ["overlap_fractions", "sparse"], -0.1, "study.overlap_fractions.sparse", "0 <= f < 1"),
+    (
+        "overlap fraction negative",
+        ["overlap_fractions", "sparse"],
+        -0.1,
+        "study.overlap_fractions.sparse",
+        "0 <= f < 1",
+    ),
     ("K < C", ["neighbour_pool"], 3, "study.neighbour_pool", "K must be an integer >= C"),
     ("odd N", ["N"], 63, "study.N", "even integer"),
     ("split axis", ["split_axis"], "x", "study.split_axis", "'y'"),
@@ -61,7 +68,10 @@ def test_unknown_parameters_lists_every_path_the_base_lacks() -> None:
 def test_every_shipped_environment_only_overrides_base_parameters(env: str) -> None:
     def load(run_env: str) -> dict:
         loader = OmegaConfigLoader(
-            str(PROJECT_ROOT / "conf"), env=run_env, base_env="base", default_run_env="base",
+            str(PROJECT_ROOT / "conf"),
+            env=run_env,
+            base_env="base",
+            default_run_env="base",
             merge_strategy={"parameters": "soft"},
         )
         return loader["parameters"]
@@ -71,7 +81,10 @@ def test_every_shipped_environment_only_overrides_base_parameters(env: str) -> N
 
 def test_paper_profile_resolves_to_upstream_sizes_and_convergence_rules() -> None:
     loader = OmegaConfigLoader(
-        str(PROJECT_ROOT / "conf"), env="paper", base_env="base", default_run_env="base",
+        str(PROJECT_ROOT / "conf"),
+        env="paper",
+        base_env="base",
+        default_run_env="base",
         merge_strategy={"parameters": "soft"},
     )
     params = loader["parameters"]

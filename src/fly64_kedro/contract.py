@@ -1,4 +1,4 @@
-"""The NPZ data contracts (spec section 6, DATA-001, and the project's own record kinds).
+"""The NPZ data contracts (docs/science.md "Data contract", DATA-001, and the project's own record kinds).
 
 A contract names each key's shape (symbols bind across keys, so lengths must agree), exact dtype, and
 value rules. ``validate`` raises ``ContractError`` naming the file, the key and the rule.
@@ -56,8 +56,10 @@ def _coords_inside_object(source: str, arrays: Mapping[str, np.ndarray], meta: M
         coords = arrays.get(key)
         if coords is not None and coords.size and (coords.min() < 0 or coords.max() > size - 1):
             raise ContractError(
-                source, key, f"scan centres must lie inside the object, 0 <= {key} <= {size - 1} "
-                f"(found {coords.min():.2f}..{coords.max():.2f})"
+                source,
+                key,
+                f"scan centres must lie inside the object, 0 <= {key} <= {size - 1} "
+                f"(found {coords.min():.2f}..{coords.max():.2f})",
             )
 
 
@@ -79,13 +81,17 @@ def _square_probe(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[s
 def _probe_illuminates(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     probe = arrays.get("probeGuess")
     if probe is not None and probe.size and not np.any(probe):
-        raise ContractError(source, "probeGuess", "the probe is all zero: it illuminates nothing, so no dose can be set")
+        raise ContractError(
+            source, "probeGuess", "the probe is all zero: it illuminates nothing, so no dose can be set"
+        )
 
 
 def _object_not_empty(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     obj = arrays.get("objectGuess")
     if obj is not None and obj.size and not np.any(obj):
-        raise ContractError(source, "objectGuess", "the object is all zero: it transmits nothing, so no dose can be set")
+        raise ContractError(
+            source, "objectGuess", "the object is all zero: it transmits nothing, so no dose can be set"
+        )
 
 
 def _status_rules(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
@@ -134,6 +140,7 @@ RECONSTRUCTION = Contract(
     checks=(_status_rules,),
 )
 
+
 def weights_digest(arrays: Mapping[str, np.ndarray]) -> str:
     """SHA-256 over the arrays' names, dtypes, shapes and bytes, in sorted key order."""
     digest = hashlib.sha256()
@@ -157,7 +164,9 @@ def _model_rules(source: str, arrays: Mapping[str, np.ndarray], meta: Mapping[st
             raise ContractError(source, key, "model weights must be finite float32")
     expected = meta.get("weights_sha256")
     if expected != weights_digest(arrays):
-        raise ContractError(source, "_metadata", "'weights_sha256' does not match the stored weights (corrupted model?)")
+        raise ContractError(
+            source, "_metadata", "'weights_sha256' does not match the stored weights (corrupted model?)"
+        )
 
 
 MODEL = Contract("model", {}, extra_keys=True, checks=(_model_rules,))
@@ -173,9 +182,7 @@ def get_contract(name: str) -> Contract:
         raise ValueError(f"unknown NPZ contract {name!r}; known: {sorted(CONTRACTS)}") from None
 
 
-def validate(
-    arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], contract: Contract | str, source: str
-) -> None:
+def validate(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], contract: Contract | str, source: str) -> None:
     """Raise ``ContractError`` for the first rule ``arrays``/``meta`` break; ``source`` names the file."""
     contract = get_contract(contract) if isinstance(contract, str) else contract
     for key, spec in contract.fields.items():
@@ -184,7 +191,9 @@ def validate(
     if not contract.extra_keys:
         extra = sorted(set(arrays) - set(contract.fields))
         if extra:
-            raise ContractError(source, extra[0], f"not part of the '{contract.name}' contract {sorted(contract.fields)}")
+            raise ContractError(
+                source, extra[0], f"not part of the '{contract.name}' contract {sorted(contract.fields)}"
+            )
     bound: dict[str, tuple[int, str]] = {}
     for key, spec in contract.fields.items():
         if key not in arrays:
@@ -203,7 +212,9 @@ def validate(
             elif symbol in bound and bound[symbol][0] != size:
                 other_size, other_key = bound[symbol]
                 raise ContractError(
-                    source, key, f"axis {axis} ({symbol}) has length {size} but '{other_key}' has {other_size}: lengths must agree"
+                    source,
+                    key,
+                    f"axis {axis} ({symbol}) has length {size} but '{other_key}' has {other_size}: lengths must agree",
                 )
             else:
                 bound.setdefault(symbol, (size, key))

@@ -90,7 +90,7 @@ def validate_parameters(params: dict[str, Any], available_memory: int) -> None:
 
 class ValidateParametersHook:
     """Fail fast, naming the parameter and its rule, when a run's parameters include one the base environment does
-    not define (a misspelt or misnested override), or any parameter breaks its rule (spec sections 2-7)."""
+    not define (a misspelt or misnested override), or any parameter breaks its rule (docs/science.md)."""
 
     def __init__(self) -> None:
         self._loader: Any = None
@@ -106,7 +106,8 @@ class ValidateParametersHook:
             self._check_known(self._loader, parameters)
         if "base_path" in (run_params.get("runtime_params") or {}) and BASE_NODE in {n.name for n in pipeline.nodes}:
             raise ParameterError(
-                "base_path", "names your own base file: run it with --pipeline study_own_base, whose pipeline "
+                "base_path",
+                "names your own base file: run it with --pipeline study_own_base, whose pipeline "
                 f"lacks the {BASE_NODE} node that would overwrite it",
             )
         validate_parameters(parameters, machine_memory_bytes())

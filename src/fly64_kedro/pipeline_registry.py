@@ -18,5 +18,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     }
     default = sum(pipelines.values(), Pipeline([]))
     pipelines["__default__"] = default
-    pipelines["study_own_base"] = default.filter(node_names=[n.name for n in default.nodes if n.name != generation.pipeline.BASE_NODE])
+    pipelines["study_own_base"] = default.filter(
+        node_names=[n.name for n in default.nodes if n.name != generation.pipeline.BASE_NODE]
+    )
     return pipelines

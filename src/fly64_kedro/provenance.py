@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,15 +16,24 @@ from typing import Any
 # Set by ``RunClockHook`` when a pipeline starts; inherited by spawned worker processes.
 RUN_STARTED_ENV = "FLY64_RUN_STARTED"
 PACKAGES = (
-    "fly64_kedro", "kedro", "numpy", "scipy", "scikit-image", "pandas", "matplotlib", "torch", "torchvision",
-    "ptychi", "tensorflow",
+    "fly64_kedro",
+    "kedro",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "pandas",
+    "matplotlib",
+    "torch",
+    "torchvision",
+    "ptychi",
+    "tensorflow",
 )
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def now_utc() -> str:
     """The current time, ISO 8601 in UTC to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
@@ -40,6 +49,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 def git_state(root: Path = PROJECT_ROOT) -> dict[str, Any]:
     """{"commit": hash or None, "dirty": bool or None}; None where git or the repository is unavailable."""
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)

@@ -1,5 +1,5 @@
 """The study matrix (labels, fixed in code because Kedro builds pipelines before reading config) and the
-validation of the study design parameters (spec section 2)."""
+validation of the study design parameters (docs/science.md "Study design")."""
 
 from __future__ import annotations
 
@@ -70,11 +70,15 @@ def unknown_parameters(known: Mapping[str, Any], given: Mapping[str, Any], prefi
 
 
 def validate_study(study: Mapping[str, Any]) -> None:
-    """Check the study design (spec section 2); raise ``ParameterError`` naming the parameter and the rule."""
+    """Check the study design (docs/science.md "Study design"); raise ``ParameterError`` naming the parameter and
+    the rule."""
     doses = study.get("doses")
     _require(isinstance(doses, Mapping) and len(doses) > 0, "study.doses", "must be a non-empty mapping", doses)
     _require(
-        set(doses) == set(DOSES), "study.doses", f"must define exactly the study's dose labels {list(DOSES)}", sorted(doses)
+        set(doses) == set(DOSES),
+        "study.doses",
+        f"must define exactly the study's dose labels {list(DOSES)}",
+        sorted(doses),
     )
     for label, dose in doses.items():
         _require(_number(dose) and dose > 0, f"study.doses.{label}", "must be a number > 0 (photons per pattern)", dose)
@@ -83,18 +87,24 @@ def validate_study(study: Mapping[str, Any]) -> None:
     fractions = study.get("overlap_fractions")
     _require(
         isinstance(fractions, Mapping) and set(fractions) == set(DERIVED_VIEWS),
-        "study.overlap_fractions", f"must define exactly the views {list(DERIVED_VIEWS)}", fractions,
+        "study.overlap_fractions",
+        f"must define exactly the views {list(DERIVED_VIEWS)}",
+        fractions,
     )
     for view, frac in fractions.items():
         _require(_number(frac) and 0 <= frac < 1, f"study.overlap_fractions.{view}", "must satisfy 0 <= f < 1", frac)
         _require((1 - frac) * n_pix > 0, f"study.overlap_fractions.{view}", "spacing S = (1 - f) N must be > 0", frac)
     gridsizes = study.get("gridsizes")
-    _require(list(gridsizes or []) == [1, 2], "study.gridsizes", "must be [1, 2] (the study's PINN variants)", gridsizes)
+    _require(
+        list(gridsizes or []) == [1, 2], "study.gridsizes", "must be [1, 2] (the study's PINN variants)", gridsizes
+    )
     pool = study.get("neighbour_pool")
     group = max(gridsizes) ** 2
     _require(
-        isinstance(pool, int) and pool >= group, "study.neighbour_pool",
-        f"K must be an integer >= C = gridsize^2 = {group}", pool,
+        isinstance(pool, int) and pool >= group,
+        "study.neighbour_pool",
+        f"K must be an integer >= C = gridsize^2 = {group}",
+        pool,
     )
     _require(study.get("split_axis") == "y", "study.split_axis", "must be 'y'", study.get("split_axis"))
     seeds = study.get("seeds")
@@ -113,34 +123,42 @@ def _integer(value: Any, minimum: int) -> bool:
 
 
 def validate_generation(generation: Mapping[str, Any], n_pix: int) -> None:
-    """Check the generation parameters (spec section 3) for a probe of ``n_pix`` px; raise ``ParameterError``."""
+    """Check the generation parameters (docs/science.md "Generation") for a probe of ``n_pix`` px; raise
+    ``ParameterError``."""
     for name in ("n_positions", "chunk_size"):
         value = generation.get(name)
         _require(_integer(value, 1), f"generation.{name}", "must be an integer >= 1", value)
     band = generation.get("guard_band")
     _require(
-        band is None or (_number(band) and math.isfinite(band) and band >= n_pix), "generation.guard_band",
-        f"must be null (= N) or a number of px >= N = {n_pix} (the probe diameter)", band,
+        band is None or (_number(band) and math.isfinite(band) and band >= n_pix),
+        "generation.guard_band",
+        f"must be null (= N) or a number of px >= N = {n_pix} (the probe diameter)",
+        band,
     )
     noise = generation.get("poisson_noise")
     _require(isinstance(noise, bool), "generation.poisson_noise", "must be true or false", noise)
     base = generation.get("base") or {}
     aperture, defocus = base.get("aperture_fraction"), base.get("defocus_waves")
-    _require(_number(aperture) and 0 < aperture <= 0.5, "generation.base.aperture_fraction",
-             "must be a number in (0, 0.5] (pupil radius / N)", aperture)
-    _require(_number(defocus) and math.isfinite(defocus), "generation.base.defocus_waves", "must be a finite number",
-             defocus)
+    _require(
+        _number(aperture) and 0 < aperture <= 0.5,
+        "generation.base.aperture_fraction",
+        "must be a number in (0, 0.5] (pupil radius / N)",
+        aperture,
+    )
+    _require(
+        _number(defocus) and math.isfinite(defocus), "generation.base.defocus_waves", "must be a finite number", defocus
+    )
 
 
 def validate_overlap(overlap: Mapping[str, Any]) -> None:
-    """Check the overlap-view parameters (spec section 4); raise ``ParameterError``."""
+    """Check the overlap-view parameters (docs/science.md "Overlap views"); raise ``ParameterError``."""
     rate, minimum = overlap.get("min_direct_rate"), overlap.get("min_positions")
     _require(_number(rate) and 0 <= rate <= 1, "overlap.min_direct_rate", "must be a number in [0, 1]", rate)
     _require(_integer(minimum, 1), "overlap.min_positions", "must be an integer >= 1", minimum)
 
 
 def validate_comparison(comparison: Mapping[str, Any]) -> None:
-    """Check the comparison parameters (spec section 7); raise ``ParameterError``."""
+    """Check the comparison parameters (docs/science.md "Comparison"); raise ``ParameterError``."""
     margin, shift = comparison.get("crop_margin"), comparison.get("max_shift")
     _require(_integer(margin, 0), "comparison.crop_margin", "must be an integer >= 0 (px)", margin)
     _require(_number(shift) and shift >= 0, "comparison.max_shift", "must be a number >= 0 (px)", shift)
@@ -158,4 +176,7 @@ def simulation_peak_bytes(n_positions: int, n_pix: int, chunk_size: int) -> int:
     halves during the split (2 records' worth), plus one chunk's FFT temporaries. Measured at paper scale
     (N=128, 10304 positions): 3.5 GB peak for the split; this estimate: 4.3 GB."""
     pixels = n_pix * n_pix
-    return 2 * _RECORD_BYTES_PER_PIXEL * n_positions * pixels + _CHUNK_BYTES_PER_PIXEL * min(chunk_size, n_positions) * pixels
+    return (
+        2 * _RECORD_BYTES_PER_PIXEL * n_positions * pixels
+        + _CHUNK_BYTES_PER_PIXEL * min(chunk_size, n_positions) * pixels
+    )

@@ -1,4 +1,4 @@
-"""The explicit import path for upstream PtychoPINN NPZ files (spec section 6).
+"""The explicit import path for upstream PtychoPINN NPZ files (docs/science.md "Data contract").
 
 Upstream files carry a pickled ``_metadata`` object array, ``diff3d`` instead of ``diffraction``, uint16 counts
 and a 4-D ``Y``. Loading them needs pickle, so it happens only here, on a file the user names:
@@ -53,8 +53,10 @@ def load_plain_object_array(member: Any, source: str, key: str) -> np.ndarray:
         value = PlainUnpickler(member).load()
     except Exception as exc:  # whatever untrusted bytes raise, the answer is a refusal
         raise ContractError(
-            source, key, "refused: pickled data may hold only strings, numbers, lists, dicts and numpy arrays of "
-            f"them ({type(exc).__name__}: {exc})"
+            source,
+            key,
+            "refused: pickled data may hold only strings, numbers, lists, dicts and numpy arrays of "
+            f"them ({type(exc).__name__}: {exc})",
         ) from exc
     if not isinstance(value, np.ndarray):
         raise ContractError(source, key, f"refused: the pickle holds a {type(value).__name__}, not a numpy array")
@@ -79,7 +81,9 @@ def convert_upstream(arrays: dict[str, np.ndarray], source: str) -> Record:
         value = raw_meta.item() if raw_meta.ndim == 0 or raw_meta.size == 1 else raw_meta.tolist()
         if isinstance(value, str):
             value = json.loads(value)
-        meta["upstream_metadata"] = {str(k): _json_safe(v) for k, v in value.items()} if isinstance(value, dict) else _json_safe(value)
+        meta["upstream_metadata"] = (
+            {str(k): _json_safe(v) for k, v in value.items()} if isinstance(value, dict) else _json_safe(value)
+        )
     if "diffraction" not in arrays and "diff3d" in arrays:
         arrays["diffraction"] = arrays.pop("diff3d")
         notes.append("renamed diff3d -> diffraction")
@@ -101,8 +105,13 @@ def convert_upstream(arrays: dict[str, np.ndarray], source: str) -> Record:
             notes.append(f"dropped Y: {len(y_patches)} patch(es) for {n} positions (upstream wrote a single patch)")
         else:
             arrays["Y"] = y_patches.astype(np.complex64)
-    for key, dtype in (("xcoords", np.float64), ("ycoords", np.float64), ("probeGuess", np.complex64),
-                       ("objectGuess", np.complex64), ("scan_index", np.int64)):
+    for key, dtype in (
+        ("xcoords", np.float64),
+        ("ycoords", np.float64),
+        ("probeGuess", np.complex64),
+        ("objectGuess", np.complex64),
+        ("scan_index", np.int64),
+    ):
         if key in arrays:
             arrays[key] = np.asarray(arrays[key]).astype(dtype)
     known = {"diffraction", "xcoords", "ycoords", "probeGuess", "objectGuess", "Y", "scan_index"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import pickle
 import socket
@@ -52,9 +53,18 @@ BROKEN = [
     ("missing key", lambda r: replace(r, diffraction=None), "diffraction", "missing"),
     ("wrong dtype", lambda r: replace(r, diffraction=r["diffraction"].astype(np.float64)), "diffraction", "dtype"),
     ("wrong coord dtype", lambda r: replace(r, xcoords=r["xcoords"].astype(np.float32)), "xcoords", "dtype"),
-    ("NaN", lambda r: replace(r, diffraction=np.where(np.arange(8) == 3, np.nan, r["diffraction"]).astype(np.float32)),
-     "diffraction", "finite"),
-    ("Inf in object", lambda r: replace(r, objectGuess=np.full((32, 32), np.inf, np.complex64)), "objectGuess", "finite"),
+    (
+        "NaN",
+        lambda r: replace(r, diffraction=np.where(np.arange(8) == 3, np.nan, r["diffraction"]).astype(np.float32)),
+        "diffraction",
+        "finite",
+    ),
+    (
+        "Inf in object",
+        lambda r: replace(r, objectGuess=np.full((32, 32), np.inf, np.complex64)),
+        "objectGuess",
+        "finite",
+    ),
     ("negative amplitude", lambda r: replace(r, diffraction=-r["diffraction"]), "diffraction", ">= 0"),
     ("length mismatch", lambda r: replace(r, xcoords=r["xcoords"][:-1]), "xcoords", "lengths must agree"),
     ("coords outside the object", lambda r: replace(r, ycoords=r["ycoords"] + 100), "ycoords", "inside the object"),
@@ -185,7 +195,9 @@ def test_model_contract_detects_corrupted_weights(tmp_path: Path) -> None:
     ds.save(Record(weights, {"status": "ok", "weights_sha256": weights_digest(weights)}))
     assert ds.load().meta["weights_sha256"] == weights_digest(weights)
     tampered = {"weight_000": np.full((3, 3), 2, np.float32)}
-    np.savez(path, **tampered, _metadata=np.array('{"status": "ok", "weights_sha256": "%s"}' % weights_digest(weights)))
+    np.savez(
+        path, **tampered, _metadata=np.array(json.dumps({"status": "ok", "weights_sha256": weights_digest(weights)}))
+    )
     with pytest.raises(ContractError, match="weights_sha256"):
         ds.load()
 
@@ -232,8 +244,11 @@ def test_huge_declared_shape_is_refused_before_allocation(tmp_path: Path) -> Non
     header = {"descr": "<c8", "fortran_order": False, "shape": (151_000, 1024, 1024)}
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("objectGuess.npy", npy_member(header, bytes(64)))
-    with pytest.raises(ContractError, match=r"key 'objectGuess': declares shape \(151000, 1024, 1024\) of complex64 "
-                                            r"\(1266679808000 bytes\) but holds 64 bytes"):
+    with pytest.raises(
+        ContractError,
+        match=r"key 'objectGuess': declares shape \(151000, 1024, 1024\) of complex64 "
+        r"\(1266679808000 bytes\) but holds 64 bytes",
+    ):
         NPZDataset(filepath=str(path), contract="base").load()
 
 
@@ -250,7 +265,10 @@ def test_random_bytes_are_called_not_an_npz_without_pickle_advice(tmp_path: Path
 def test_fortran_order_member_loads_correctly(tmp_path: Path) -> None:
     path = tmp_path / "fortran.npz"
     record = ptycho_record()
-    arrays = {**record.arrays, "objectGuess": np.asfortranarray(np.arange(32 * 32).reshape(32, 32).astype(np.complex64))}
+    arrays = {
+        **record.arrays,
+        "objectGuess": np.asfortranarray(np.arange(32 * 32).reshape(32, 32).astype(np.complex64)),
+    }
     raw_npz(path, **arrays)
     np.testing.assert_array_equal(NPZDataset(filepath=str(path)).load()["objectGuess"], arrays["objectGuess"])
 
@@ -301,7 +319,9 @@ save_atomic(fsspec.filesystem("file"), "file", sys.argv[1], write)
 def test_temp_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path: Path) -> None:
     path = tmp_path / "ok.npz"
     src = Path(__file__).resolve().parents[2] / "src"
-    saver = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(path), str(src)], stdout=subprocess.PIPE, text=True)
+    saver = subprocess.Popen(
+        [sys.executable, "-c", KILLED_SAVE, str(path), str(src)], stdout=subprocess.PIPE, text=True
+    )
     assert saver.stdout.readline().strip() == "writing"
     saver.kill()
     saver.wait()

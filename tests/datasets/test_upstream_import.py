@@ -20,7 +20,8 @@ def write_upstream(path: Path, n: int = 6, n_pix: int = 8, single_patch: bool = 
     np.savez(
         path,
         diff3d=counts,
-        xcoords=rng.uniform(5, 25, n), ycoords=rng.uniform(5, 25, n),
+        xcoords=rng.uniform(5, 25, n),
+        ycoords=rng.uniform(5, 25, n),
         xcoords_start=np.zeros(n),
         probeGuess=np.ones((n_pix, n_pix), np.complex128),
         objectGuess=np.ones((32, 32), np.complex128),

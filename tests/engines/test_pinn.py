@@ -1,4 +1,5 @@
-"""PINN engine (spec section 5): physics layer, bilinear translation, canvas merge, training, reload, inference.
+"""PINN engine (docs/science.md "Reconstruction"): physics layer, bilinear translation, canvas merge, training,
+reload, inference.
 
 TensorFlow runs only in the project's "tensorflow" worker: the ``_worker_*`` helpers below execute there (the
 spawned worker imports this module by name, from the directory pytest's default "prepend" import mode puts on
@@ -47,7 +48,7 @@ def tf_worker() -> Iterator[None]:
 
 
 def simulate(n_pos: int, seed: int, shape: tuple[int, int] = (128, 128), dose: float = 1e4) -> dict[str, Any]:
-    """A tiny dataset made with the project's forward model (spec section 3)."""
+    """A tiny dataset made with the project's forward model (docs/science.md "Generation")."""
     rng = np.random.default_rng(seed)
     obj = base.synthetic_fly_object(shape, 0)
     probe = base.focused_probe(N)
@@ -113,7 +114,12 @@ def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> 
 
     keras.utils.set_random_seed(0)
     config = {
-        "N": N, "gridsize": 1, "filters": 8, "input_scale": 1.0, "intensity_scale": data["scale"], "trainable_scale": True
+        "N": N,
+        "gridsize": 1,
+        "filters": 8,
+        "input_scale": 1.0,
+        "intensity_scale": data["scale"],
+        "trainable_scale": True,
     }
     training = build_models({**config, "canvas_radius": 0}, data["probe"]).training
     inputs = data["diffraction"][:, :, :, None].astype(np.float32)
@@ -330,5 +336,14 @@ def test_missing_setting_and_too_small_pool_are_named() -> None:
         run_in_worker("tensorflow", target, *args, 3, SETTINGS)
     # A zero probe predicts no photons and gives zero gradients: training would "succeed" on nothing.
     with pytest.raises(ValueError, match="probe must be finite and not all zero"):
-        run_in_worker("tensorflow", target, data["diffraction"], data["y"], data["x"], 0 * data["probe"],
-                      data["scale"], 1, SETTINGS)
+        run_in_worker(
+            "tensorflow",
+            target,
+            data["diffraction"],
+            data["y"],
+            data["x"],
+            0 * data["probe"],
+            data["scale"],
+            1,
+            SETTINGS,
+        )

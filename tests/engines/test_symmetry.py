@@ -42,7 +42,9 @@ def test_an_asymmetric_probe_keeps_only_its_own_symmetries(patch) -> None:
             far_field(symmetry.apply(sym, patch), tilted), symmetry.apply(sym, far_field(patch, tilted)), atol=1e-4
         )
     dropped = next(s for s in symmetry.ALL if s not in kept)  # ... and a dropped one would not be
-    error = np.abs(far_field(symmetry.apply(dropped, patch), tilted) - symmetry.apply(dropped, far_field(patch, tilted)))
+    error = np.abs(
+        far_field(symmetry.apply(dropped, patch), tilted) - symmetry.apply(dropped, far_field(patch, tilted))
+    )
     assert error.max() > 1e-2
 
 

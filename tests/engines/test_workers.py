@@ -60,7 +60,9 @@ if __name__ == "__main__":
 
 def test_worker_exits_when_its_parent_is_killed() -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, str(Path(__file__).resolve().parents[2] / "src")], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", PARENT, str(Path(__file__).resolve().parents[2] / "src")],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     worker = int(parent.stdout.readline())
     os.kill(worker, 0)  # alive

@@ -1,4 +1,5 @@
-"""Properties of gridsize-2 grouping (spec section 5), checked against brute-force nearest neighbours."""
+"""Properties of gridsize-2 grouping (docs/science.md "Reconstruction"), checked against brute-force nearest
+neighbours."""
 
 from __future__ import annotations
 

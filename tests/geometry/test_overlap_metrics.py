@@ -1,4 +1,4 @@
-"""Properties of the measured-overlap metrics (spec section 4)."""
+"""Properties of the measured-overlap metrics (docs/science.md "Overlap views")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Properties of overlap-view selection (spec section 4), checked against brute-force distance matrices."""
+"""Properties of overlap-view selection (docs/science.md "Overlap views"), checked against brute-force distance
+matrices."""
 
 from __future__ import annotations
 

@@ -1,12 +1,10 @@
-"""Properties of the alignment to the ground truth (spec section 7) on seeded smooth random objects."""
+"""Properties of the alignment to the ground truth (docs/science.md "Comparison") on seeded smooth random objects."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import ndimage
-
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 
 from fly64_kedro.metrics.alignment import (
     Region,
@@ -21,6 +19,7 @@ from fly64_kedro.metrics.alignment import (
     trusted_registration,
 )
 from fly64_kedro.metrics.registry import score
+from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 
 H = W = 192
 N = 64
@@ -238,4 +237,3 @@ def test_registration_beyond_max_shift_is_reported_but_not_applied() -> None:
     assert abs(free.shift[1]) > 8 and free.registration.decision == "applied"
     assert bounded.shift == (0.0, 0.0) and abs(bounded.registration.amplitude_shift[1]) > 8
     assert "max_shift" in bounded.registration.decision
-

@@ -1,4 +1,4 @@
-"""Properties of the image-quality metrics (spec section 7) on seeded smooth random images."""
+"""Properties of the image-quality metrics (docs/science.md "Comparison") on seeded smooth random images."""
 
 from __future__ import annotations
 

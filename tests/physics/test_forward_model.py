@@ -1,4 +1,5 @@
-"""Physics of the simulator: Parseval, sub-pixel extraction, exposure scale, Poisson statistics, noise-free round trip."""
+"""Physics of the simulator: Parseval, sub-pixel extraction, exposure scale, Poisson statistics, noise-free round
+trip."""
 
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ def test_parseval_far_field_preserves_energy() -> None:
     rng = np.random.default_rng(1)
     psi = (rng.standard_normal((5, N, N)) + 1j * rng.standard_normal((5, N, N))).astype(np.complex64)
     amplitude = far_field_amplitude(psi)
-    np.testing.assert_allclose(np.sum(amplitude.astype(np.float64) ** 2, axis=(1, 2)),
-                               np.sum(np.abs(psi.astype(np.complex128)) ** 2, axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.sum(amplitude.astype(np.float64) ** 2, axis=(1, 2)),
+        np.sum(np.abs(psi.astype(np.complex128)) ** 2, axis=(1, 2)),
+        rtol=1e-5,
+    )
 
 
 def test_far_field_is_centred_on_dc() -> None:

@@ -1,4 +1,4 @@
-"""The y-split with a guard band (spec section 3.6)."""
+"""The y-split with a guard band (docs/science.md "Generation".6)."""
 
 from __future__ import annotations
 

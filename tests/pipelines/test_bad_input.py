@@ -47,7 +47,9 @@ def test_nan_in_input_is_refused_naming_key_and_rule(generated: Path) -> None:
 
 def test_base_object_smaller_than_probe_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"synthetic_base.npz: key .objectGuess.*at least as large as the probe"):
-        run_session(tmp_path, params={"generation": {"base": {"object_shape": [16, 16]}}}, node_names=["make_synthetic_base"])
+        run_session(
+            tmp_path, params={"generation": {"base": {"object_shape": [16, 16]}}}, node_names=["make_synthetic_base"]
+        )
     assert not (tmp_path / "01_raw/synthetic_base.npz").exists()
 
 

@@ -33,16 +33,36 @@ def job():
     keep = y >= 0.5 * (y.min() + y.max()) + N / 2
     y, x = y[keep], x[keep]
     meta = {"dose": 1e4, "view": "full", "split": "test", "N": N}
-    view = Record({"ycoords": y, "xcoords": x, "probeGuess": probe, "objectGuess": truth,
-                   "Y": extract_patches(truth, y, x, N)}, meta)
-    lsqml = Record({"object": truth, "ycoords": y, "xcoords": x, "loss": np.array([3.0, 2.0, 1.5])},
-                   {**meta, "method": "lsqml", "wall_time_s": 2.0, "device": "cpu", "epochs_run": 3,
-                    "stop_reason": "epoch budget (3) spent"})
-    pinn = Record({"object": np.full(truth.shape, 0.5 + 0j, np.complex64), "ycoords": y, "xcoords": x},
-                  {**meta, "method": "pinn_gs2", "wall_time_s": 1.0, "device": "cpu"})
-    training = Record({}, {"method": "pinn_gs2", "job": "dose=1e+04 full/train pinn_gs2 training",
-                           "weight_names": [], "history": {"loss": [5.0, 4.0], "val_loss": [5.5, 4.5]},
-                           "epochs_run": 2, "stop_reason": "epoch budget (2) spent"})
+    view = Record(
+        {"ycoords": y, "xcoords": x, "probeGuess": probe, "objectGuess": truth, "Y": extract_patches(truth, y, x, N)},
+        meta,
+    )
+    lsqml = Record(
+        {"object": truth, "ycoords": y, "xcoords": x, "loss": np.array([3.0, 2.0, 1.5])},
+        {
+            **meta,
+            "method": "lsqml",
+            "wall_time_s": 2.0,
+            "device": "cpu",
+            "epochs_run": 3,
+            "stop_reason": "epoch budget (3) spent",
+        },
+    )
+    pinn = Record(
+        {"object": np.full(truth.shape, 0.5 + 0j, np.complex64), "ycoords": y, "xcoords": x},
+        {**meta, "method": "pinn_gs2", "wall_time_s": 1.0, "device": "cpu"},
+    )
+    training = Record(
+        {},
+        {
+            "method": "pinn_gs2",
+            "job": "dose=1e+04 full/train pinn_gs2 training",
+            "weight_names": [],
+            "history": {"loss": [5.0, 4.0], "val_loss": [5.5, 4.5]},
+            "epochs_run": 2,
+            "stop_reason": "epoch budget (2) spent",
+        },
+    )
     skipped = Record({}, {**meta, "method": "pinn_gs1", "status": "failed", "reason": "RuntimeError: boom"})
     return compare_job(Record({"objectGuess": truth}), view, COMPARISON, lsqml, pinn, skipped, training)
 
@@ -52,7 +72,9 @@ def test_models_and_floors_are_scored_side_by_side(job) -> None:
     table = build_metrics_table(record)
     r2 = table[table.metric == "r2"].set_index("model")
     assert set(r2.index) == {"pty-chi LSQML", "PtychoPINN", FLAT, TRUTH_PATCHES}
-    assert r2.loc["pty-chi LSQML", "amplitude"] == pytest.approx(1.0) and r2.loc["pty-chi LSQML", "phase"] == pytest.approx(1.0)
+    assert r2.loc["pty-chi LSQML", "amplitude"] == pytest.approx(1.0) and r2.loc[
+        "pty-chi LSQML", "phase"
+    ] == pytest.approx(1.0)
     assert abs(r2.loc[FLAT, "amplitude"]) < 1e-6 and abs(r2.loc[FLAT, "phase"]) < 1e-6
     assert r2.loc[TRUTH_PATCHES, "phase"] > 0.95
     assert set(table.kind) == {"model", "floor"} and (table.loc[table.model == FLAT, "kind"] == "floor").all()

@@ -55,14 +55,27 @@ def test_overlap_views_respect_spacing_and_manifest_lists_all(study_root: Path) 
                 row = manifest[(manifest.dose_label == dose) & (manifest.view == view) & (manifest.split == split)]
                 assert int(row.n_positions.iloc[0]) == len(rec["xcoords"])
                 assert row.status.iloc[0] == rec.meta["status"]
-                for field in ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected",
-                              "spacing_min", "spacing_max", "spacing_mean", "spacing_median", "acceptance_bound",
-                              "image_overlap", "group_overlap"):
+                for field in (
+                    "selection_strategy",
+                    "acceptance_rate",
+                    "spacing_threshold",
+                    "n_accepted",
+                    "n_rejected",
+                    "spacing_min",
+                    "spacing_max",
+                    "spacing_mean",
+                    "spacing_median",
+                    "acceptance_bound",
+                    "image_overlap",
+                    "group_overlap",
+                ):
                     assert field in rec.meta, field
 
 
 def test_same_seed_gives_identical_arrays(study_root: Path, tmp_path: Path) -> None:
-    run_session(tmp_path, pipeline_names=["generation"], node_names=["make_synthetic_base", "d1e3.simulate_diffraction"])
+    run_session(
+        tmp_path, pipeline_names=["generation"], node_names=["make_synthetic_base", "d1e3.simulate_diffraction"]
+    )
     again = load(tmp_path, "02_intermediate/d1e3/simulated.npz")
     first = load(study_root, "02_intermediate/d1e3/simulated.npz")
     for key in first:
@@ -77,7 +90,9 @@ def test_invalid_study_parameter_stops_the_run_naming_it(tmp_path: Path) -> None
 
 def test_invalid_lsqml_setting_stops_the_run_before_any_node(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match=r"reconstruction.lsqml.*'noise_model' must be one of"):
-        run_session(tmp_path, params={"reconstruction": {"lsqml": {"noise_model": "laplace"}}}, pipeline_names=["generation"])
+        run_session(
+            tmp_path, params={"reconstruction": {"lsqml": {"noise_model": "laplace"}}}, pipeline_names=["generation"]
+        )
     assert not (tmp_path / "01_raw").exists()
 
 

@@ -55,7 +55,9 @@ def wait_for(condition, timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"]
+)
 def test_run_signalled_mid_job_leaves_no_process_behind(generated: Path, tmp_path: Path, signum: int) -> None:
     log = tmp_path / "run.log"
     # A long job that logs every epoch, so the worker's first line proves a job is running when the signal comes.
@@ -63,7 +65,10 @@ def test_run_signalled_mid_job_leaves_no_process_behind(generated: Path, tmp_pat
     with log.open("wb") as out:
         run = subprocess.Popen(
             [sys.executable, "-m", "kedro", "run", "-e", "tiny", "--pipeline", "reconstruction", "--params", params],
-            cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_for(lambda: b"worker] " in log.read_bytes() or run.poll() is not None, STARTUP_TIMEOUT_S, "a job to start")

@@ -8,16 +8,24 @@ import pytest
 from fly64_kedro.pipelines.overlap.nodes import build_overlap_manifest, select_overlap_view
 from fly64_kedro.record import Record
 
-STUDY = {"N": 32, "doses": {"d1e3": 1e3}, "gridsizes": [1, 2], "neighbour_pool": 7,
-         "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456}}
+STUDY = {
+    "N": 32,
+    "doses": {"d1e3": 1e3},
+    "gridsizes": [1, 2],
+    "neighbour_pool": 7,
+    "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456},
+}
 OVERLAP = {"min_direct_rate": 0.10, "min_positions": 8}
 
 
 def full_view(y: np.ndarray, x: np.ndarray) -> Record:
     n = len(y)
     arrays = {
-        "diffraction": np.ones((n, 32, 32), np.float32), "xcoords": x.astype(np.float64), "ycoords": y.astype(np.float64),
-        "probeGuess": np.ones((32, 32), np.complex64), "objectGuess": np.ones((200, 200), np.complex64),
+        "diffraction": np.ones((n, 32, 32), np.float32),
+        "xcoords": x.astype(np.float64),
+        "ycoords": y.astype(np.float64),
+        "probeGuess": np.ones((32, 32), np.complex64),
+        "objectGuess": np.ones((200, 200), np.complex64),
         "scan_index": np.arange(n, dtype=np.int64),
     }
     return Record(arrays, {"dose": 1e3, "split": "train", "view": "full"})

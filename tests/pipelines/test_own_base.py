@@ -23,15 +23,21 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def own_base(tmp_path: Path) -> Path:
     path = tmp_path / "my bases/fly ü.npz"
-    synthetic = make_synthetic_base({"object_shape": [160, 160], "aperture_fraction": 0.25, "defocus_waves": 2.0},
-                                    {"N": 32, "seeds": {"simulation": 1}})
+    synthetic = make_synthetic_base(
+        {"object_shape": [160, 160], "aperture_fraction": 0.25, "defocus_waves": 2.0},
+        {"N": 32, "seeds": {"simulation": 1}},
+    )
     obj = np.conj(synthetic["objectGuess"])  # not the synthetic base, so its use is visible downstream
-    NPZDataset(filepath=str(path), contract="base").save(Record({**synthetic.arrays, "objectGuess": obj}, {"source": "mine"}))
+    NPZDataset(filepath=str(path), contract="base").save(
+        Record({**synthetic.arrays, "objectGuess": obj}, {"source": "mine"})
+    )
     return path
 
 
 @pytest.mark.parametrize("env", ["local", "tiny", "paper"])
-def test_base_path_points_the_catalog_at_the_own_base_in_every_profile(tmp_path: Path, own_base: Path, env: str) -> None:
+def test_base_path_points_the_catalog_at_the_own_base_in_every_profile(
+    tmp_path: Path, own_base: Path, env: str
+) -> None:
     bootstrap_project(PROJECT_ROOT)
     runtime = {"data_root": str(tmp_path / "data"), "base_path": str(own_base)}
     with KedroSession.create(PROJECT_ROOT, env=env, runtime_params=runtime) as session:
@@ -40,11 +46,17 @@ def test_base_path_points_the_catalog_at_the_own_base_in_every_profile(tmp_path:
 
 def test_study_own_base_simulates_from_the_own_base(tmp_path: Path, own_base: Path) -> None:
     root = tmp_path / "data"
-    run_session(root, params={"base_path": str(own_base)}, pipeline_names=["study_own_base"],
-                node_names=["d1e3.simulate_diffraction"])
+    run_session(
+        root,
+        params={"base_path": str(own_base)},
+        pipeline_names=["study_own_base"],
+        node_names=["d1e3.simulate_diffraction"],
+    )
     simulated = NPZDataset(filepath=str(root / "02_intermediate/d1e3/simulated.npz")).load()
     assert simulated.meta["base"] == {"source": "mine"}
-    np.testing.assert_array_equal(simulated["objectGuess"], NPZDataset(filepath=str(own_base), contract="base").load()["objectGuess"])
+    np.testing.assert_array_equal(
+        simulated["objectGuess"], NPZDataset(filepath=str(own_base), contract="base").load()["objectGuess"]
+    )
     assert not (root / "01_raw").exists()
 
 

@@ -17,12 +17,36 @@ from fly64_kedro.pipelines.reconstruction.nodes import (
 from fly64_kedro.study import ParameterError
 
 pytestmark = pytest.mark.slow
-STUDY = {"N": 32, "neighbour_pool": 7, "split_axis": "y", "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456}}
+STUDY = {
+    "N": 32,
+    "neighbour_pool": 7,
+    "split_axis": "y",
+    "seeds": {"simulation": 42, "grouping": 123, "subsampling": 456},
+}
 LSQML = {"epochs": 3, "batch_size": 16, "noise_model": "gaussian", "refine_probe": False}
-PINN = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "plateau_patience": 2, "early_stopping_patience": 3,
-        "validation_fraction": 0.1, "n_groups": None, "filters": 8, "training_seed": 7, "threads": None}
-VIEW_META = {"view": "dense", "split": "test", "selection_strategy": "greedy", "acceptance_rate": 0.1,
-             "spacing_threshold": 9.6, "n_accepted": 1, "n_rejected": 9, "image_overlap": 0.0, "group_overlap": 0.0}
+PINN = {
+    "epochs": 1,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "plateau_patience": 2,
+    "early_stopping_patience": 3,
+    "validation_fraction": 0.1,
+    "n_groups": None,
+    "filters": 8,
+    "training_seed": 7,
+    "threads": None,
+}
+VIEW_META = {
+    "view": "dense",
+    "split": "test",
+    "selection_strategy": "greedy",
+    "acceptance_rate": 0.1,
+    "spacing_threshold": 9.6,
+    "n_accepted": 1,
+    "n_rejected": 9,
+    "image_overlap": 0.0,
+    "group_overlap": 0.0,
+}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,10 @@ def npz_files(root: Path) -> dict[str, Path]:
 
 
 def assert_same_arrays(a: Path, b: Path) -> None:
-    left, right = NPZDataset(filepath=str(a), contract="ptycho").load(), NPZDataset(filepath=str(b), contract="ptycho").load()
+    left, right = (
+        NPZDataset(filepath=str(a), contract="ptycho").load(),
+        NPZDataset(filepath=str(b), contract="ptycho").load(),
+    )
     assert set(left) == set(right)
     for key in left:
         np.testing.assert_array_equal(left[key], right[key], err_msg=f"{a.name}:{key}")

@@ -75,7 +75,13 @@ class ReportParser(HTMLParser):
         if tag == "img":
             self.images.append(attributes.get("class") or "")
             return
-        mark = "provenance" if attributes.get("id") == "provenance" else "headline" if "headline" in (attributes.get("class") or "") else ""
+        mark = (
+            "provenance"
+            if attributes.get("id") == "provenance"
+            else "headline"
+            if "headline" in (attributes.get("class") or "")
+            else ""
+        )
         self._open.append(mark or (self._open[-1] if self._open else ""))
 
     def handle_endtag(self, tag: str) -> None:
@@ -93,7 +99,16 @@ def test_report_has_provenance_convergence_plots_and_floors(study: Path) -> None
     jobs = len(DOSES) * len(VIEWS) * len(SPLITS)
     assert parser.images.count("convergence") == jobs and parser.images.count("grid") == jobs
     provenance = " ".join(parser.provenance)
-    for needed in ("git commit", "run started", "report written", "seeds", "numpy", "tensorflow", "ptychi", '"simulation": 42'):
+    for needed in (
+        "git commit",
+        "run started",
+        "report written",
+        "seeds",
+        "numpy",
+        "tensorflow",
+        "ptychi",
+        '"simulation": 42',
+    ):
         assert needed in provenance, needed
     headline = [cell for cell in parser.headline if cell]
     assert {"flat", "truth patches stitched", "R2", "MS-SSIM", "1e3", "1e4", "1e5"} <= set(headline)

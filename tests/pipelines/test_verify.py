@@ -41,8 +41,12 @@ def test_verify_reports_bad_files_and_its_command_redoes_exactly_them(tmp_path: 
     assert re.search(r"missing +d1e3\.full\.test\.view_summary", out)
     assert str(leftover) in out
     nodes = re.search(r"--nodes=(\S+)", out).group(1).split(",")
-    assert set(nodes) == {"d1e4.select_dense_train", "d1e5.select_sparse_test", "d1e3.summarise_full_test",
-                          "build_overlap_manifest"}
+    assert set(nodes) == {
+        "d1e4.select_dense_train",
+        "d1e5.select_sparse_test",
+        "d1e3.summarise_full_test",
+        "build_overlap_manifest",
+    }
 
     run_session(tmp_path, node_names=nodes)
     assert verify(tmp_path, "overlap") == 0

@@ -26,8 +26,13 @@ def test_viz_build_graph_has_the_four_pipelines_and_dose_namespaces() -> None:
     assert set(DOSES) <= set(graph["modular_pipelines"])
     names = {n["full_name"] for n in graph["nodes"] if n["type"] == "task"}
     for dose in DOSES:
-        assert {f"{dose}.simulate_diffraction", f"{dose}.select_dense_train", f"{dose}.lsqml_full_test",
-                f"{dose}.train_pinn_gs2_dense", f"{dose}.compare_full_test"} <= names
+        assert {
+            f"{dose}.simulate_diffraction",
+            f"{dose}.select_dense_train",
+            f"{dose}.lsqml_full_test",
+            f"{dose}.train_pinn_gs2_dense",
+            f"{dose}.compare_full_test",
+        } <= names
     assert {"raw", "intermediate", "primary", "model_output", "reporting"} <= {layer for layer in graph["layers"]}
     datasets = {n["name"]: n for n in graph["nodes"] if n["type"] == "data"}
     assert datasets["d1e3.dense.train.ptycho"]["layer"] == "primary"
@@ -42,7 +47,13 @@ def test_ipython_extension_loads_catalog_and_a_dataset(tmp_path: Path) -> None:
         "base = catalog.load('base')\n"
         "print('SHAPE', base['objectGuess'].shape, 'PIPELINES', sorted(pipelines))\n"
     )
-    out = subprocess.run([str(BIN / "ipython"), "--no-banner", str(script)], cwd=tmp_path, env=ENV,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(BIN / "ipython"), "--no-banner", str(script)],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "SHAPE (160, 160)" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
     assert "'comparison'" in out.stdout

@@ -43,9 +43,7 @@ _HOST = socket.gethostname()
 ObjectLoader = Callable[[Any, str, str], np.ndarray]
 
 
-def _read_member(
-    member: Any, size: int, source: str, key: str, load_object: ObjectLoader | None
-) -> np.ndarray:
+def _read_member(member: Any, size: int, source: str, key: str, load_object: ObjectLoader | None) -> np.ndarray:
     """One ``.npy`` member of ``size`` bytes; its declared shape is checked against ``size`` before any allocation."""
     try:
         version = np.lib.format.read_magic(member)
@@ -58,15 +56,19 @@ def _read_member(
     if dtype.hasobject:
         if load_object is None:
             raise ContractError(
-                source, key, "pickled object arrays are not accepted; convert upstream files with "
-                "`fly64-import-upstream` (fly64_kedro.upstream)"
+                source,
+                key,
+                "pickled object arrays are not accepted; convert upstream files with "
+                "`fly64-import-upstream` (fly64_kedro.upstream)",
             )
         return load_object(member, source, key)
     needed, held = math.prod(shape) * dtype.itemsize, size - member.tell()
     if needed != held:
         raise ContractError(
-            source, key, f"declares shape {shape} of {dtype} ({needed} bytes) but holds {held} bytes of data "
-            "(truncated or corrupted)"
+            source,
+            key,
+            f"declares shape {shape} of {dtype} ({needed} bytes) but holds {held} bytes of data "
+            "(truncated or corrupted)",
         )
     array = np.empty(math.prod(shape), dtype)
     if member.readinto(array.view(np.uint8)) != needed:
@@ -80,7 +82,9 @@ def read_arrays(stream: Any, source: str, load_object: ObjectLoader | None = Non
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DatasetError(f"{source}: not an NPZ (zip) archive: truncated, corrupted or another format ({exc})") from exc
+        raise DatasetError(
+            f"{source}: not an NPZ (zip) archive: truncated, corrupted or another format ({exc})"
+        ) from exc
     arrays: dict[str, np.ndarray] = {}
     with archive:
         for info in archive.infolist():
@@ -174,9 +178,7 @@ def remove_stale_temps(path: str, max_age_s: float = STALE_TEMP_AGE_S) -> list[s
     return removed
 
 
-def save_atomic(
-    fs: fsspec.AbstractFileSystem, protocol: str, path: str, write: Callable[[Any], None]
-) -> None:
+def save_atomic(fs: fsspec.AbstractFileSystem, protocol: str, path: str, write: Callable[[Any], None]) -> None:
     """Call ``write(handle)`` so that readers of ``path`` see the old file or the new one, never a partial one.
     The file gets the mode a plain ``open`` would give it (0666 & ~umask), not mkstemp's 0600."""
     if protocol != "file":  # object stores commit a single put atomically
@@ -290,7 +292,9 @@ class NPZDataset(AtomicFileDataset):
         unknown = set(self._save_args) - set(self.DEFAULT_SAVE_ARGS)
         if unknown:
             raise DatasetError(f"{filepath}: unknown NPZDataset save_args {sorted(unknown)}; known: ['compress']")
-        super().__init__(filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata)
+        super().__init__(
+            filepath=filepath, version=version, credentials=credentials, fs_args=fs_args, metadata=metadata
+        )
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "contract": self._contract, "save_args": self._save_args}

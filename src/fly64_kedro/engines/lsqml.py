@@ -1,4 +1,5 @@
-"""pty-chi LSQML engine (spec section 5): one job's diffraction -> object and probe, in the project's frame and units.
+"""pty-chi LSQML engine (docs/science.md "Reconstruction"): one job's diffraction -> object and probe, in the
+project's frame and units.
 
 Runs in the "torch" worker only (``run_in_worker("torch", "fly64_kedro.engines.lsqml:reconstruct", ...)``).
 torch and pty-chi are imported inside ``reconstruct``, never at module level: the parent process unpickles the
@@ -161,7 +162,9 @@ def plateaued(loss: np.ndarray, window: int | None, tolerance: float) -> bool:
     return before - now <= tolerance * abs(now)
 
 
-def _run_logged(task: PtychographyTask, cfg: dict[str, Any], job: str, intensity_scale: float) -> tuple[np.ndarray, str]:
+def _run_logged(
+    task: PtychographyTask, cfg: dict[str, Any], job: str, intensity_scale: float
+) -> tuple[np.ndarray, str]:
     """Run epochs in chunks of ``log_every`` (pty-chi has no epoch callback; ``run`` resumes where it stopped) until
     the loss plateaus (``plateau_epochs``, ``plateau_tolerance``) or the ``epochs`` budget is spent.
 
@@ -212,8 +215,10 @@ def reconstruct(
 
     diffraction: (n, N, N) stored amplitude (|FFT2(O P)| / N units, DC centred); ycoords/xcoords: (n,) scan centres
     in object pixels (project convention); probe: (N, N) complex; object_shape: (H, W) pixels of the frame the object
-    is returned in. Returns object (H, W) and probe (N, N) complex64, per-epoch loss (mean squared amplitude error),
-    epochs_run and stop_reason (loss plateau or epoch budget), wall_time_s (task build + run + readout, s), device, and the positions used (project convention).
+    is returned in. Returns object (H, W) and probe (N, N) complex64, per-epoch loss (mean squared amplitude
+    error),
+    epochs_run and stop_reason (loss plateau or epoch budget), wall_time_s (task build + run + readout, s), device,
+    and the positions used (project convention).
     Raises ValueError for bad settings or inputs, NonFiniteReconstruction for a NaN/Inf result, ReconstructionFailed
     if pty-chi raises.
     """

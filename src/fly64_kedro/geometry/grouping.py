@@ -1,4 +1,5 @@
-"""gridsize-2 grouping (spec section 5): C distinct positions from each seed's K nearest neighbours."""
+"""gridsize-2 grouping (docs/science.md "Reconstruction"): C distinct positions from each seed's K nearest
+neighbours."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Measured overlap of a view (spec section 4): disc overlap, image-based and group-based (gridsize 2) overlap.
+"""Measured overlap of a view (docs/science.md "Overlap views"): disc overlap, image-based and group-based (gridsize
+2) overlap.
 
 Distances and the probe diameter D are in pixels; overlaps are fractions of one disc's area (0..1).
 """

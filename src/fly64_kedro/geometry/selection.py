@@ -1,4 +1,5 @@
-"""Overlap-view position selection (spec section 4): direct acceptance, greedy min-spacing, spacing statistics.
+"""Overlap-view position selection (docs/science.md "Overlap views"): direct acceptance, greedy min-spacing, spacing
+statistics.
 
 All coordinates and distances are scan-centre positions in pixels; areas are in px^2. Distances are Euclidean and a
 position counts as far enough when its distance is >= the threshold (exact float comparison, no tolerance).

@@ -1,4 +1,4 @@
-"""Alignment of a reconstruction to the ground truth before any metric (spec section 7).
+"""Alignment of a reconstruction to the ground truth before any metric (docs/science.md "Comparison").
 
 One procedure for every model (:func:`align_to_truth`), all inside the compared region (:func:`compared_region`:
 the scanned box intersected with the lit mask): sub-pixel registration applied only when it can be trusted,
@@ -122,7 +122,11 @@ def _edge_taper(length: int, width: int) -> np.ndarray:
 
 
 def compared_region(
-    ycoords: np.ndarray, xcoords: np.ndarray, probe: np.ndarray, shape: tuple[int, int], margin: int,
+    ycoords: np.ndarray,
+    xcoords: np.ndarray,
+    probe: np.ndarray,
+    shape: tuple[int, int],
+    margin: int,
     lit_fraction: float = LIT_FRACTION,
 ) -> Region:
     """The scanned box (:func:`scanned_region`, shrunk by ``margin`` px) and, inside it, the lit mask: pixels where
@@ -165,7 +169,10 @@ def apply_shift(image: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
 
 
 def register_subpixel(
-    reference: np.ndarray, moving: np.ndarray, channel: str = "amplitude", mask: np.ndarray | None = None,
+    reference: np.ndarray,
+    moving: np.ndarray,
+    channel: str = "amplitude",
+    mask: np.ndarray | None = None,
     upsample: int = 100,
 ) -> tuple[tuple[float, float], float]:
     """((dy, dx) px such that ``apply_shift(moving, (dy, dx))`` matches ``reference``; normalised peak correlation).
@@ -232,8 +239,12 @@ def trusted_registration(
         decision = "applied"
     mean = shifts.mean(axis=0) if decision == "applied" else np.zeros(2)
     return Registration(
-        (float(mean[0]), float(mean[1])), amp[0] if amp else None, phase[0] if phase else None,
-        amp[1] if amp else None, phase[1] if phase else None, decision,
+        (float(mean[0]), float(mean[1])),
+        amp[0] if amp else None,
+        phase[0] if phase else None,
+        amp[1] if amp else None,
+        phase[1] if phase else None,
+        decision,
     )
 
 

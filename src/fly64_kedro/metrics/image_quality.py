@@ -1,4 +1,5 @@
-"""Image-quality metrics on real 2-D images (spec section 7): R2, MAE, RMSE, PSNR, SSIM, MS-SSIM, FRC, and the
+"""Image-quality metrics on real 2-D images (docs/science.md "Comparison"): R2, MAE, RMSE, PSNR, SSIM, MS-SSIM, FRC,
+and the
 NRMSE of a complex object.
 
 Every metric takes an optional boolean ``mask`` of the pixels to score (the compared region's lit pixels; all
@@ -115,7 +116,9 @@ def _inner(mask: np.ndarray) -> np.ndarray:
     """``mask`` without the half-window border that skimage crops from the SSIM map."""
     pad = (SSIM_WINDOW - 1) // 2
     keep = np.zeros_like(mask)
-    keep[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad] = mask[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad]
+    keep[pad : mask.shape[0] - pad, pad : mask.shape[1] - pad] = mask[
+        pad : mask.shape[0] - pad, pad : mask.shape[1] - pad
+    ]
     return keep
 
 
@@ -178,7 +181,6 @@ def ms_ssim(
         term = full if scale == len(pyramid) - 1 else cs
         result *= max(term, 0.0) ** weight
     return float(result)
-
 
 
 def _rings(shape: tuple[int, ...], ring_width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Deterministic synthetic default base: a fly-like complex object and a focused probe (spec section 3.1).
+"""Deterministic synthetic default base: a fly-like complex object and a focused probe (docs/science.md "Generation".1).
 
 The upstream object (a Tike reconstruction of a fly sample) is not public; this stands in for it with the
 properties that matter to the study: amplitude texture in [0, 1] at several scales, phase spanning about

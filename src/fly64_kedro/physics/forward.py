@@ -1,4 +1,4 @@
-"""Far-field ptychography forward model (spec section 3), shared by the simulator and the PINN tests.
+"""Far-field ptychography forward model (docs/science.md "Generation"), shared by the simulator and the PINN tests.
 
 Conventions (one place, used everywhere):
 - Object pixel (r, c) has its centre at object coordinate (y, x) = (r, c).

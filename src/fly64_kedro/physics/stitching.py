@@ -77,7 +77,11 @@ def splat(values: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray, shape: t
 
 
 def _weighted_mean(
-    patches: np.ndarray, weight: np.ndarray, theta: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray,
+    patches: np.ndarray,
+    weight: np.ndarray,
+    theta: np.ndarray,
+    ycoords: np.ndarray,
+    xcoords: np.ndarray,
     coverage: np.ndarray,
 ) -> np.ndarray:
     total = splat(patches * weight * np.exp(-1j * theta)[:, None, None], ycoords, xcoords, coverage.shape)
@@ -98,16 +102,16 @@ def _overlap_matrix(patches: np.ndarray, weight: np.ndarray, ycoords: np.ndarray
     weighted = patches * weight
     rows, cols, values = [], [], []
     for k in range(n):
-        for l in np.atleast_1d(neighbours[k])[1:]:
-            dy, dx = int(round(ycoords[l] - ycoords[k])), int(round(xcoords[l] - xcoords[k]))
+        for m in np.atleast_1d(neighbours[k])[1:]:
+            dy, dx = int(round(ycoords[m] - ycoords[k])), int(round(xcoords[m] - xcoords[k]))
             r0, r1, c0, c1 = max(0, dy), n_pix + min(0, dy), max(0, dx), n_pix + min(0, dx)
             if r1 <= r0 or c1 <= c0:
                 continue
-            value = np.vdot(weighted[l, r0 - dy : r1 - dy, c0 - dx : c1 - dx], weighted[k, r0:r1, c0:c1])
-            rows += [k, l]
-            cols += [l, k]
+            value = np.vdot(weighted[m, r0 - dy : r1 - dy, c0 - dx : c1 - dx], weighted[k, r0:r1, c0:c1])
+            rows += [k, m]
+            cols += [m, k]
             values += [value, np.conj(value)]
-    # Duplicate (k, l) entries (k and l both list each other) are summed, which keeps M Hermitian.
+    # Duplicate (k, m) entries (k and m both list each other) are summed, which keeps M Hermitian.
     return coo_matrix((np.asarray(values, np.complex128), (rows, cols)), shape=(n, n)).tocsr()
 
 

@@ -17,9 +17,7 @@ def dotted(name: str) -> str:
     return name.replace("__", ".")
 
 
-def instantiate(
-    template: Pipeline, namespace: str, parameters: dict[str, str], shared: Iterable[str] = ()
-) -> Pipeline:
+def instantiate(template: Pipeline, namespace: str, parameters: dict[str, str], shared: Iterable[str] = ()) -> Pipeline:
     """``template`` under ``namespace`` with every dataset mapped to its dotted catalog name."""
     shared = set(shared)
     inputs = {
@@ -29,4 +27,3 @@ def instantiate(
     }
     outputs = {name: f"{namespace}.{dotted(name)}" for name in template.all_outputs()}
     return Pipeline(template, namespace=namespace, inputs=inputs, outputs=outputs, parameters=parameters)
-

@@ -97,8 +97,10 @@ class DaskRunner(AbstractRunner):
     def _validate_catalog(self, catalog: Any) -> None:
         """Every dataset a node writes must be persisted: a MemoryDataset would stay on the worker that wrote it."""
         in_memory = [
-            name for name in self._outputs
-            if not name.startswith("params:") and isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+            name
+            for name in self._outputs
+            if not name.startswith("params:")
+            and isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
         ]
         if in_memory:
             raise ValueError(f"DaskRunner needs every node output persisted; in memory: {sorted(in_memory)}")

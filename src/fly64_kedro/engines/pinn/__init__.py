@@ -1,4 +1,4 @@
-"""PtychoPINN engine (spec section 5).
+"""PtychoPINN engine (docs/science.md "Reconstruction").
 
 ``stitching`` is pure numpy and importable anywhere. ``physics``, ``model`` and ``training`` import TensorFlow:
 run them only inside the "tensorflow" worker, e.g.

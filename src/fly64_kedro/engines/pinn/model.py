@@ -1,4 +1,5 @@
-"""PtychoPINN architecture in Keras 3 (spec section 5). Imports TensorFlow: use only inside the "tensorflow" worker.
+"""PtychoPINN architecture in Keras 3 (docs/science.md "Reconstruction"). Imports TensorFlow: use only inside the
+"tensorflow" worker.
 
 Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored decoders
 4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels:
@@ -23,8 +24,6 @@ import tensorflow as tf
 
 from fly64_kedro.engines.pinn.physics import FarFieldLayer, extract_patches, place_patches
 from fly64_kedro.engines.pinn.settings import LEVELS
-
-
 
 MERGE_FLOOR = 1e-3  # of the peak probe intensity: the canvas weight below which a pixel counts as unlit
 

@@ -1,4 +1,5 @@
-"""TensorFlow physics of the PINN (spec section 5): far-field forward model, Poisson loss, bilinear translation.
+"""TensorFlow physics of the PINN (docs/science.md "Reconstruction"): far-field forward model, Poisson loss, bilinear
+translation.
 
 Imports TensorFlow: use only inside the "tensorflow" worker. Conventions are those of ``physics/forward.py``:
 object pixel (r, c) has its centre at (y, x) = (r, c); the patch centred at (y, x) samples (y - N/2 + r, x - N/2 + c)
@@ -85,7 +86,11 @@ class FarFieldLayer(keras.layers.Layer):
     """
 
     def __init__(
-        self, n_pix: int, scale: float, probe: np.ndarray | None = None, trainable_scale: bool = False,
+        self,
+        n_pix: int,
+        scale: float,
+        probe: np.ndarray | None = None,
+        trainable_scale: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)

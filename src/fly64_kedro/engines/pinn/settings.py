@@ -1,4 +1,5 @@
-"""PINN settings: the table of rules and their check (TensorFlow-free, so the run can check them before any node runs)."""
+"""PINN settings: the table of rules and their check (TensorFlow-free, so the run can check them before any node
+runs)."""
 
 from __future__ import annotations
 

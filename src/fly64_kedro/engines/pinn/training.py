@@ -1,4 +1,4 @@
-"""Train the PINN on one view's diffraction and reconstruct another's (spec section 5).
+"""Train the PINN on one view's diffraction and reconstruct another's (docs/science.md "Reconstruction").
 
 Runs inside the "tensorflow" worker (imports TensorFlow), e.g.
 ``run_in_worker("tensorflow", "fly64_kedro.engines.pinn.training:train", diffraction, ..., settings, job=name)``.
@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from fly64_kedro.engines.accelerators import tensorflow_device
-from fly64_kedro.engines.pinn.model import PinnModels, build_models
-from fly64_kedro.engines.pinn.settings import LEVELS, validate_settings
-from fly64_kedro.engines.pinn.physics import poisson_nll
 from fly64_kedro.engines.pinn import symmetry
+from fly64_kedro.engines.pinn.model import PinnModels, build_models
+from fly64_kedro.engines.pinn.physics import poisson_nll
+from fly64_kedro.engines.pinn.settings import LEVELS, validate_settings
 from fly64_kedro.geometry.grouping import draw_groups
 from fly64_kedro.physics.stitching import stitch_patches
 
@@ -91,8 +91,12 @@ class _SymmetricBatches(keras.utils.PyDataset):
     """
 
     def __init__(
-        self, features: dict[str, np.ndarray], counts: np.ndarray, batch_size: int,
-        symmetries: tuple[symmetry.Symmetry, ...], seed: int,
+        self,
+        features: dict[str, np.ndarray],
+        counts: np.ndarray,
+        batch_size: int,
+        symmetries: tuple[symmetry.Symmetry, ...],
+        seed: int,
     ) -> None:
         super().__init__()
         self.features, self.counts, self.batch_size = features, counts, batch_size
@@ -312,7 +316,8 @@ def train(
 
     ``scale`` is the exposure scale s from the data's metadata (counts = (diffraction * s)^2). Returns
     {"weights": {name: float32 array}, "config": JSON-serialisable dict, "history": {"loss", "val_loss", "lr",
-    "epoch_s"} per epoch, "wall_time_s": seconds, "device" ("gpu" or "cpu"), "best_epoch", "n_train_groups", "n_val_groups"}; the weights
+    "epoch_s"} per epoch, "wall_time_s": seconds, "device" ("gpu" or "cpu"), "best_epoch", "epochs_run",
+    "stop_reason", "n_symmetries", "n_train_groups", "n_val_groups"}; the weights
     are those of the epoch with the lowest validation loss.
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]

@@ -1,4 +1,4 @@
-"""Comparison pipeline (spec section 7)."""
+"""Comparison pipeline (docs/science.md "Comparison")."""
 
 from fly64_kedro.pipelines.comparison.pipeline import create_pipeline
 

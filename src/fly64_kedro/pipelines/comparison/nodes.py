@@ -1,4 +1,5 @@
-"""Comparison (spec section 7): one alignment for every model and floor, the registry's metrics, tables, figures,
+"""Comparison (docs/science.md "Comparison"): one alignment for every model and floor, the registry's metrics,
+tables, figures,
 and a self-contained HTML report."""
 
 from __future__ import annotations
@@ -30,8 +31,23 @@ TRUTH_PATCHES = "truth patches stitched"
 FLOORS = (FLAT, TRUTH_PATCHES)
 HEADLINE_METRICS = ("r2", "ms_ssim")
 TABLE_COLUMNS = [
-    "model", "dose", "view", "split", "metric", "amplitude", "phase", "kind", "shift_y", "shift_x", "registration",
-    "amplitude_shift_y", "amplitude_shift_x", "phase_shift_y", "phase_shift_x", "recon_time_s", "device",
+    "model",
+    "dose",
+    "view",
+    "split",
+    "metric",
+    "amplitude",
+    "phase",
+    "kind",
+    "shift_y",
+    "shift_x",
+    "registration",
+    "amplitude_shift_y",
+    "amplitude_shift_x",
+    "phase_shift_y",
+    "phase_shift_x",
+    "recon_time_s",
+    "device",
     "n_positions",
 ]
 
@@ -66,27 +82,44 @@ def _job_info(result: Record, training: Record | None = None) -> dict[str, Any]:
         curves = {k: [float(v) for v in history[k]] for k in ("loss", "val_loss") if history.get(k)}
     positions = len(result["ycoords"]) if "ycoords" in result else meta.get("n_accepted")
     return {
-        "model": MODEL_NAMES.get(meta.get("method", ""), meta.get("method")), "status": result.status,
-        "reason": str(meta.get("reason", "")), "wall_time_s": meta.get("wall_time_s"),
-        "inference_s": meta.get("inference_s"), "training_wall_time_s": meta.get("training_wall_time_s"),
-        "device": meta.get("device"), "n_positions": positions, "epochs_run": source.get("epochs_run"),
-        "stop_reason": source.get("stop_reason"), "curves": curves,
+        "model": MODEL_NAMES.get(meta.get("method", ""), meta.get("method")),
+        "status": result.status,
+        "reason": str(meta.get("reason", "")),
+        "wall_time_s": meta.get("wall_time_s"),
+        "inference_s": meta.get("inference_s"),
+        "training_wall_time_s": meta.get("training_wall_time_s"),
+        "device": meta.get("device"),
+        "n_positions": positions,
+        "epochs_run": source.get("epochs_run"),
+        "stop_reason": source.get("stop_reason"),
+        "curves": curves,
     }
 
 
-def _rows(name: str, kind: str, where: dict[str, Any], aligned: Alignment, info: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(
+    name: str, kind: str, where: dict[str, Any], aligned: Alignment, info: dict[str, Any]
+) -> list[dict[str, Any]]:
     registration = aligned.registration
     amp_shift = registration.amplitude_shift or (None, None)
     phase_shift = registration.phase_shift or (None, None)
     scores = score(aligned)
     return [
         {
-            "model": name, **where, "metric": metric.name, "amplitude": scores[metric.name]["amplitude"],
-            "phase": scores[metric.name]["phase"], "kind": kind, "shift_y": aligned.shift[0],
-            "shift_x": aligned.shift[1], "registration": registration.decision,
-            "amplitude_shift_y": amp_shift[0], "amplitude_shift_x": amp_shift[1],
-            "phase_shift_y": phase_shift[0], "phase_shift_x": phase_shift[1],
-            "recon_time_s": info.get("inference_s") or info.get("wall_time_s"), "device": info.get("device"),
+            "model": name,
+            **where,
+            "metric": metric.name,
+            "amplitude": scores[metric.name]["amplitude"],
+            "phase": scores[metric.name]["phase"],
+            "kind": kind,
+            "shift_y": aligned.shift[0],
+            "shift_x": aligned.shift[1],
+            "registration": registration.decision,
+            "amplitude_shift_y": amp_shift[0],
+            "amplitude_shift_x": amp_shift[1],
+            "phase_shift_y": phase_shift[0],
+            "phase_shift_x": phase_shift[1],
+            "recon_time_s": info.get("inference_s") or info.get("wall_time_s"),
+            "device": info.get("device"),
             "n_positions": info.get("n_positions"),
         }
         for metric in METRICS
@@ -120,10 +153,14 @@ def compare_job(
         )
         options = {"max_shift": float(comparison["max_shift"]), "phase_plane": bool(comparison["phase_plane"])}
         mean_amplitude = float(np.abs(truth[region.rows, region.cols][region.mask]).mean())
-        candidates = [(job["model"], "model", result["object"] if job["status"] == "ok" else None, job)
-                      for job, result in zip(jobs, results)]
+        candidates = [
+            (job["model"], "model", result["object"] if job["status"] == "ok" else None, job)
+            for job, result in zip(jobs, results)
+        ]
         floor_info = {"n_positions": len(view["ycoords"])}
-        candidates += [(name, "floor", obj, floor_info) for name, obj in floor_objects(view, truth, mean_amplitude).items()]
+        candidates += [
+            (name, "floor", obj, floor_info) for name, obj in floor_objects(view, truth, mean_amplitude).items()
+        ]
         for name, kind, obj, info in candidates:
             statuses[name] = {"status": info.get("status", "ok"), "reason": info.get("reason", "")}
             if obj is None:
@@ -139,8 +176,10 @@ def compare_job(
     title = f"dose {dose_label(where['dose'])}, {where['view']} view, {where['split']} split"
     record = {**where, "rows": rows, "frc": curves, "statuses": statuses, "jobs": jobs}
     # One colour scale per quantity for every grid of the study: the whole truth's range.
-    ranges = {"amplitude": (float(np.abs(truth).min()), float(np.abs(truth).max())),
-              "phase": (float(np.angle(truth).min()), float(np.angle(truth).max()))}
+    ranges = {
+        "amplitude": (float(np.abs(truth).min()), float(np.abs(truth).max())),
+        "phase": (float(np.angle(truth).min()), float(np.angle(truth).max())),
+    }
     return record, _image_grid(panels, title, statuses, ranges), _convergence_figure(jobs, title)
 
 
@@ -149,7 +188,9 @@ def _masked(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _image_grid(
-    panels: list[tuple[str, Alignment]], title: str, statuses: dict[str, dict[str, str]],
+    panels: list[tuple[str, Alignment]],
+    title: str,
+    statuses: dict[str, dict[str, str]],
     ranges: dict[str, tuple[float, float]],
 ) -> Figure:
     """Ground truth, each model and each floor: amplitude (top) and wrap-aligned phase (bottom) on the compared
@@ -168,7 +209,9 @@ def _image_grid(
         images = aligned_images(aligned)
         columns.append((name, images["amplitude"][1], images["phase"][1]))
     for col, (name, amp, phase) in enumerate(columns):
-        im_a = axes[0, col].imshow(_masked(amp, mask), cmap="gray", vmin=ranges["amplitude"][0], vmax=ranges["amplitude"][1])
+        im_a = axes[0, col].imshow(
+            _masked(amp, mask), cmap="gray", vmin=ranges["amplitude"][0], vmax=ranges["amplitude"][1]
+        )
         im_p = axes[1, col].imshow(
             _masked(phase, mask), cmap="viridis", vmin=ranges["phase"][0], vmax=ranges["phase"][1]
         )
@@ -317,8 +360,11 @@ def headline_table(table: pd.DataFrame, jobs: list[dict[str, Any]]) -> tuple[pd.
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["dose", "view"]) if len(frame) else frame.index
     gs1 = [v for v in PINN_VARIANTS if v.gridsize == 1]
     footnotes = [
-        *(f"{v.name} is trained on the {', '.join(v.views)} view only (the upstream baseline): "
-          f"empty on the other views." for v in gs1),
+        *(
+            f"{v.name} is trained on the {', '.join(v.views)} view only (the upstream baseline): "
+            f"empty on the other views."
+            for v in gs1
+        ),
         *footnotes,
     ]
     return frame, footnotes
@@ -345,7 +391,9 @@ def _img(png: bytes, kind: str) -> str:
 
 def _provenance_html(block: dict[str, Any]) -> str:
     dirty = {True: " (working tree dirty)", False: " (clean)", None: ""}[block["dirty"]]
-    packages = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in block["packages"].items())
+    packages = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in block["packages"].items()
+    )
     return (
         '<div id="provenance">'
         f"<p>git commit: <code>{html.escape(str(block['commit'] or 'unknown (no git)'))}</code>{dirty}<br>"
@@ -361,8 +409,12 @@ def _provenance_html(block: dict[str, Any]) -> str:
 def _jobs_html(jobs: list[dict[str, Any]]) -> str:
     rows = [
         {
-            "model": job["model"], "view": record["view"], "split": record["split"], "status": job["status"],
-            "positions": job["n_positions"], "device": job["device"] or "",
+            "model": job["model"],
+            "view": record["view"],
+            "split": record["split"],
+            "status": job["status"],
+            "positions": job["n_positions"],
+            "device": job["device"] or "",
             "wall time (s)": "" if job["wall_time_s"] is None else f"{job['wall_time_s']:.1f}",
             "training (s)": "" if job["training_wall_time_s"] is None else f"{job['training_wall_time_s']:.1f}",
             "epochs run": "" if job["epochs_run"] is None else job["epochs_run"],
@@ -403,8 +455,10 @@ def render_report(
     )
     sections = [
         ("Provenance", _provenance_html(provenance(parameters))),
-        ("Headline: R2 and MS-SSIM (amplitude / phase), test split",
-         floors_note + headline.to_html(na_rep="", classes="headline") + f"<ol class='footnotes'>{notes}</ol>"),
+        (
+            "Headline: R2 and MS-SSIM (amplitude / phase), test split",
+            floors_note + headline.to_html(na_rep="", classes="headline") + f"<ol class='footnotes'>{notes}</ol>",
+        ),
         ("Metrics vs dose (floors dashed)", _img(metrics_figure, "study")),
         ("FRC curves (floors dashed)", _img(frc_figure, "study")),
     ]
@@ -421,8 +475,10 @@ def render_report(
         ("All metrics (complex metrics such as NRMSE carry one value in both columns)", _display(table, 4)),
     ]
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)
-    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}" \
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
         "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>fly64 study report</title><style>{style}</style>"
         f"</head><body><h1>fly64 dose/overlap study</h1>{body}</body></html>"

@@ -1,4 +1,4 @@
-"""Generation pipeline (spec section 3)."""
+"""Generation pipeline (docs/science.md "Generation")."""
 
 from fly64_kedro.pipelines.generation.pipeline import create_pipeline
 

@@ -1,4 +1,5 @@
-"""Generation (spec section 3): synthetic base, scan positions, Poisson far-field data, y-split with a guard band."""
+"""Generation (docs/science.md "Generation"): synthetic base, scan positions, Poisson far-field data, y-split with a
+guard band."""
 
 from __future__ import annotations
 
@@ -59,9 +60,7 @@ def draw_scan_positions(object_shape: tuple[int, int], n_pix: int, n_positions: 
     return np.column_stack([y, x])
 
 
-def simulate_diffraction(
-    base: Record, dose: float, study: dict[str, Any], generation: dict[str, Any]
-) -> Record:
+def simulate_diffraction(base: Record, dose: float, study: dict[str, Any], generation: dict[str, Any]) -> Record:
     """Simulate the whole scan at ``dose`` photons per pattern (DATA-001 'ptycho' record, all positions).
 
     Counts ~ Poisson((s |FFT2(O_i P)| / N)^2) with s = sqrt(dose / mean_i sum |O_i P|^2); stored
@@ -89,11 +88,16 @@ def simulate_diffraction(
     scale = exposure_scale(dose, float(energy.mean()))
     for sl in chunks(n_positions, chunk):
         exit_waves = patches[sl] * probe
-        diffraction[sl] = poisson_amplitude(exit_waves, scale, noise_rng) if poisson else far_field_amplitude(exit_waves)
+        diffraction[sl] = (
+            poisson_amplitude(exit_waves, scale, noise_rng) if poisson else far_field_amplitude(exit_waves)
+        )
     mean_counts = float(np.mean(np.sum((diffraction.astype(np.float64) * scale) ** 2, axis=(1, 2))))
     logger.info(
         "simulated %d patterns at dose %.3g in %.1f s (mean counts per pattern %.1f)",
-        n_positions, dose, time.perf_counter() - start, mean_counts,
+        n_positions,
+        dose,
+        time.perf_counter() - start,
+        mean_counts,
     )
     meta = {
         "dose": float(dose),
@@ -147,9 +151,12 @@ def split_train_test(simulated: Record, study: dict[str, Any], generation: dict[
     }
     for name, mask in (("train", train), ("test", test)):
         if mask.sum() == 0:
-            raise ValueError(f"the {name} half of the split is empty ({split_meta}); use more positions or a larger object")
+            raise ValueError(
+                f"the {name} half of the split is empty ({split_meta}); use more positions or a larger object"
+            )
     logger.info("split at y=%.1f px: %s", split_point, split_meta)
     train_view, test_view = (
-        subset(simulated, mask, **split_meta, split=name, view="full") for name, mask in (("train", train), ("test", test))
+        subset(simulated, mask, **split_meta, split=name, view="full")
+        for name, mask in (("train", train), ("test", test))
     )
     return train_view, test_view

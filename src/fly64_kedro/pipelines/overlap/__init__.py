@@ -1,4 +1,4 @@
-"""Overlap pipeline (spec section 4)."""
+"""Overlap pipeline (docs/science.md "Overlap views")."""
 
 from fly64_kedro.pipelines.overlap.pipeline import create_pipeline
 

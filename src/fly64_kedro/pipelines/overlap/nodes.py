@@ -1,4 +1,4 @@
-"""Overlap views (spec section 4): dense and sparse subsets of each split by minimum scan spacing."""
+"""Overlap views (docs/science.md "Overlap views"): dense and sparse subsets of each split by minimum scan spacing."""
 
 from __future__ import annotations
 
@@ -19,9 +19,23 @@ logger = logging.getLogger(__name__)
 def view_summary(view: Record) -> dict[str, Any]:
     """One manifest row for a view: counts, status and the selection fields of its metadata."""
     keys = (
-        "split", "view", "status", "reason", "selection_strategy", "acceptance_rate", "direct_acceptance_rate",
-        "acceptance_bound", "spacing_threshold", "n_accepted", "n_rejected", "spacing_min", "spacing_max",
-        "spacing_mean", "spacing_median", "image_overlap", "group_overlap",
+        "split",
+        "view",
+        "status",
+        "reason",
+        "selection_strategy",
+        "acceptance_rate",
+        "direct_acceptance_rate",
+        "acceptance_bound",
+        "spacing_threshold",
+        "n_accepted",
+        "n_rejected",
+        "spacing_min",
+        "spacing_max",
+        "spacing_mean",
+        "spacing_median",
+        "image_overlap",
+        "group_overlap",
     )
     row = {k: view.meta[k] for k in keys if k in view.meta}
     row.setdefault("status", "ok")
@@ -36,7 +50,11 @@ def overlap_metrics(ycoords: np.ndarray, xcoords: np.ndarray, study: dict[str, A
     return {
         "image_overlap": image_overlap(ycoords, xcoords, n_pix, k=pool),
         "group_overlap": group_overlap(
-            ycoords, xcoords, n_pix, group_size=max(study["gridsizes"]) ** 2, pool_size=pool,
+            ycoords,
+            xcoords,
+            n_pix,
+            group_size=max(study["gridsizes"]) ** 2,
+            pool_size=pool,
             seed=int(study["seeds"]["grouping"]),
         ),
     }
@@ -79,8 +97,14 @@ def select_overlap_view(
     result = subset(full, selection.mask, **meta)
     logger.info(
         "%s view of %s split (dose %s): %s kept %d/%d (rate %.4f, bound %.4f)",
-        view, full.meta.get("split"), full.meta.get("dose"), selection.strategy, selection.n_accepted,
-        len(y), selection.acceptance_rate, meta["acceptance_bound"],
+        view,
+        full.meta.get("split"),
+        full.meta.get("dose"),
+        selection.strategy,
+        selection.n_accepted,
+        len(y),
+        selection.acceptance_rate,
+        meta["acceptance_bound"],
     )
     return result, view_summary(result)
 

@@ -14,8 +14,12 @@ def dose_template() -> Pipeline:
     nodes = []
     for split in SPLITS:
         nodes.append(
-            node(full_view_summary, [f"full__{split}__ptycho", "params:study"], f"full__{split}__view_summary",
-                 name=f"summarise_full_{split}")
+            node(
+                full_view_summary,
+                [f"full__{split}__ptycho", "params:study"],
+                f"full__{split}__view_summary",
+                name=f"summarise_full_{split}",
+            )
         )
         for view in DERIVED_VIEWS:
             select = update_wrapper(partial(select_overlap_view, view=view), select_overlap_view)
@@ -45,5 +49,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         for dose in DOSES
     ]
     summaries = [f"{d}.{v}.{s}.view_summary" for d in DOSES for v in VIEWS for s in SPLITS]
-    manifest = node(build_overlap_manifest, ["params:study", *summaries], "overlap_manifest", name="build_overlap_manifest")
+    manifest = node(
+        build_overlap_manifest, ["params:study", *summaries], "overlap_manifest", name="build_overlap_manifest"
+    )
     return Pipeline([*per_dose, manifest], tags="overlap")

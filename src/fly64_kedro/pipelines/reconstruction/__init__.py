@@ -1,4 +1,4 @@
-"""Reconstruction pipeline (spec section 5)."""
+"""Reconstruction pipeline (docs/science.md "Reconstruction")."""
 
 from fly64_kedro.pipelines.reconstruction.pipeline import create_pipeline
 

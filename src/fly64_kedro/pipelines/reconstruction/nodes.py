@@ -1,4 +1,5 @@
-"""Reconstruction (spec section 5): pty-chi LSQML on every view and split, PtychoPINN trained on each train view
+"""Reconstruction (docs/science.md "Reconstruction"): pty-chi LSQML on every view and split, PtychoPINN trained on
+each train view
 and applied to its test split. Engines run in their own worker processes (fly64_kedro.engines.workers); a job
 that raises or returns non-finite values is recorded as failed, a skipped view as skipped, and neither stops
 the study. Invalid settings are a configuration error, not a job failure: they raise before the job starts, so the
@@ -27,10 +28,18 @@ LSQML_TARGET = "fly64_kedro.engines.lsqml:reconstruct"
 PINN_TRAIN_TARGET = "fly64_kedro.engines.pinn.training:train"
 PINN_RECONSTRUCT_TARGET = "fly64_kedro.engines.pinn.training:reconstruct"
 
-# View metadata every job record and manifest row carries (spec section 4 fields).
+# View metadata every job record and manifest row carries (docs/science.md "Overlap views" fields).
 VIEW_FIELDS = (
-    "dose", "view", "split", "selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted",
-    "n_rejected", "image_overlap", "group_overlap",
+    "dose",
+    "view",
+    "split",
+    "selection_strategy",
+    "acceptance_rate",
+    "spacing_threshold",
+    "n_accepted",
+    "n_rejected",
+    "image_overlap",
+    "group_overlap",
 )
 
 
@@ -60,7 +69,7 @@ def _run_job(job: str, method: str, views: tuple[Record, ...], call: Callable[[]
             return _not_run("skipped", reason, job, method, views[-1], started)
     try:
         record = call()
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded, never raised (spec section 5)
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, never raised (docs/science.md "Reconstruction")
         return _not_run("failed", f"{type(exc).__name__}: {exc}", job, method, views[-1], started)
     logger.info("job %s: ok in %.1f s", job, time.perf_counter() - started)
     return record.with_meta(duration_s=time.perf_counter() - started)
@@ -76,8 +85,15 @@ def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
 
     def call() -> Record:
         result = run_in_worker(
-            "torch", LSQML_TARGET, view["diffraction"], view["ycoords"], view["xcoords"], view["probeGuess"],
-            view["objectGuess"].shape, settings, job=job,
+            "torch",
+            LSQML_TARGET,
+            view["diffraction"],
+            view["ycoords"],
+            view["xcoords"],
+            view["probeGuess"],
+            view["objectGuess"].shape,
+            settings,
+            job=job,
         )
         _require_finite(result["object"], job)
         arrays = {
@@ -88,10 +104,18 @@ def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
             "loss": np.asarray(result["loss"], np.float64),
         }
         meta = {
-            "status": "ok", "job": job, "method": "lsqml", "model": MODEL_NAMES["lsqml"], "N": view.meta.get("N"),
-            "wall_time_s": result["wall_time_s"], "device": result["device"], "settings": dict(settings),
-            "epochs_run": result["epochs_run"], "stop_reason": result["stop_reason"],
-            "final_loss": float(arrays["loss"][-1]) if len(arrays["loss"]) else float("nan"), **_view_meta(view),
+            "status": "ok",
+            "job": job,
+            "method": "lsqml",
+            "model": MODEL_NAMES["lsqml"],
+            "N": view.meta.get("N"),
+            "wall_time_s": result["wall_time_s"],
+            "device": result["device"],
+            "settings": dict(settings),
+            "epochs_run": result["epochs_run"],
+            "stop_reason": result["stop_reason"],
+            "final_loss": float(arrays["loss"][-1]) if len(arrays["loss"]) else float("nan"),
+            **_view_meta(view),
         }
         return Record(arrays, meta)
 
@@ -115,7 +139,9 @@ def pinn_settings(settings: dict[str, Any], study: dict[str, Any]) -> dict[str, 
     return merged
 
 
-def train_pinn(train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str, gridsize: int) -> Record:
+def train_pinn(
+    train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str, gridsize: int
+) -> Record:
     """Train one PtychoPINN variant without labels on a train view; weights (float32) with SHA-256 and size."""
     job = _job_name(train_view, f"{label} training")
     job_settings = pinn_settings(settings, study)
@@ -123,26 +149,49 @@ def train_pinn(train_view: Record, settings: dict[str, Any], study: dict[str, An
     def call() -> Record:
         scale = float(train_view.meta["scale"])
         result = run_in_worker(
-            "tensorflow", PINN_TRAIN_TARGET, train_view["diffraction"], train_view["ycoords"], train_view["xcoords"],
-            train_view["probeGuess"], scale, gridsize, job_settings, job=job,
+            "tensorflow",
+            PINN_TRAIN_TARGET,
+            train_view["diffraction"],
+            train_view["ycoords"],
+            train_view["xcoords"],
+            train_view["probeGuess"],
+            scale,
+            gridsize,
+            job_settings,
+            job=job,
         )
         names = list(result["weights"])
         arrays = {f"weight_{i:03d}": np.asarray(result["weights"][k], np.float32) for i, k in enumerate(names)}
         history = {k: [float(v) for v in vals] for k, vals in result["history"].items()}
         meta = {
-            "status": "ok", "job": job, "method": label, "model": MODEL_NAMES[label], "gridsize": gridsize,
-            "config": result["config"], "weight_names": names, "history": history,
-            "epochs_run": result["epochs_run"], "stop_reason": result["stop_reason"], "best_epoch": result["best_epoch"],
-            "n_symmetries": result["n_symmetries"], "final_loss": history["loss"][-1] if history.get("loss") else None,
-            "wall_time_s": result["wall_time_s"], "device": result["device"], "weights_sha256": weights_digest(arrays),
-            "weights_bytes": int(sum(a.nbytes for a in arrays.values())), "scale": scale, **_view_meta(train_view),
+            "status": "ok",
+            "job": job,
+            "method": label,
+            "model": MODEL_NAMES[label],
+            "gridsize": gridsize,
+            "config": result["config"],
+            "weight_names": names,
+            "history": history,
+            "epochs_run": result["epochs_run"],
+            "stop_reason": result["stop_reason"],
+            "best_epoch": result["best_epoch"],
+            "n_symmetries": result["n_symmetries"],
+            "final_loss": history["loss"][-1] if history.get("loss") else None,
+            "wall_time_s": result["wall_time_s"],
+            "device": result["device"],
+            "weights_sha256": weights_digest(arrays),
+            "weights_bytes": int(sum(a.nbytes for a in arrays.values())),
+            "scale": scale,
+            **_view_meta(train_view),
         }
         return Record(arrays, meta)
 
     return _run_job(job, label, (train_view,), call)
 
 
-def reconstruct_pinn(model: Record, test_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str) -> Record:
+def reconstruct_pinn(
+    model: Record, test_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str
+) -> Record:
     """Apply a trained PtychoPINN to a test view and stitch the object in the ground truth's pixel frame."""
     job = _job_name(test_view, label)
     job_settings = pinn_settings(settings, study)
@@ -150,9 +199,18 @@ def reconstruct_pinn(model: Record, test_view: Record, settings: dict[str, Any],
     def call() -> Record:
         weights = {name: model[f"weight_{i:03d}"] for i, name in enumerate(model.meta["weight_names"])}
         result = run_in_worker(
-            "tensorflow", PINN_RECONSTRUCT_TARGET, weights, model.meta["config"], test_view["diffraction"],
-            test_view["ycoords"], test_view["xcoords"], test_view["probeGuess"], float(test_view.meta["scale"]),
-            test_view["objectGuess"].shape, job_settings, job=job,
+            "tensorflow",
+            PINN_RECONSTRUCT_TARGET,
+            weights,
+            model.meta["config"],
+            test_view["diffraction"],
+            test_view["ycoords"],
+            test_view["xcoords"],
+            test_view["probeGuess"],
+            float(test_view.meta["scale"]),
+            test_view["objectGuess"].shape,
+            job_settings,
+            job=job,
         )
         _require_finite(result["object"], job)
         arrays = {
@@ -162,13 +220,21 @@ def reconstruct_pinn(model: Record, test_view: Record, settings: dict[str, Any],
             "xcoords": test_view["xcoords"],
         }
         meta = {
-            "status": "ok", "job": job, "method": label, "model": MODEL_NAMES[label], "N": test_view.meta.get("N"),
-            "wall_time_s": result["wall_time_s"], "inference_s": result["inference_s"],
-            "patterns_per_s": result["patterns_per_s"], "device": result["device"],
-            "training_wall_time_s": model.meta.get("wall_time_s"), "training_device": model.meta.get("device"),
+            "status": "ok",
+            "job": job,
+            "method": label,
+            "model": MODEL_NAMES[label],
+            "N": test_view.meta.get("N"),
+            "wall_time_s": result["wall_time_s"],
+            "inference_s": result["inference_s"],
+            "patterns_per_s": result["patterns_per_s"],
+            "device": result["device"],
+            "training_wall_time_s": model.meta.get("wall_time_s"),
+            "training_device": model.meta.get("device"),
             # the training's convergence travels with the reconstruction, so the report can plot it per job
             **{key: model.meta.get(key) for key in ("history", "epochs_run", "stop_reason", "best_epoch")},
-            "weights_sha256": model.meta.get("weights_sha256"), **_view_meta(test_view),
+            "weights_sha256": model.meta.get("weights_sha256"),
+            **_view_meta(test_view),
         }
         return Record(arrays, meta)
 
@@ -187,9 +253,14 @@ def build_reconstruction_manifest(*results: Record) -> pd.DataFrame:
         meta = result.meta
         rows.append(
             {
-                "job": meta.get("job"), "method": meta.get("method"), "model": MODEL_NAMES.get(meta.get("method", ""), ""),
-                "status": result.status, "reason": meta.get("reason", ""), "duration_s": meta.get("duration_s"),
-                "wall_time_s": meta.get("wall_time_s"), "device": meta.get("device"),
+                "job": meta.get("job"),
+                "method": meta.get("method"),
+                "model": MODEL_NAMES.get(meta.get("method", ""), ""),
+                "status": result.status,
+                "reason": meta.get("reason", ""),
+                "duration_s": meta.get("duration_s"),
+                "wall_time_s": meta.get("wall_time_s"),
+                "device": meta.get("device"),
                 **{k: meta.get(k) for k in VIEW_FIELDS},
             }
         )

@@ -22,8 +22,13 @@ def _bind(func, **kwargs):
 def dose_template() -> Pipeline:
     """All jobs of one dose; reused under every dose namespace."""
     nodes = [
-        node(reconstruct_lsqml, [f"{view}__{split}__ptycho", "params:lsqml"], f"{view}__{split}__lsqml",
-             name=f"lsqml_{view}_{split}", tags="lsqml")
+        node(
+            reconstruct_lsqml,
+            [f"{view}__{split}__ptycho", "params:lsqml"],
+            f"{view}__{split}__lsqml",
+            name=f"lsqml_{view}_{split}",
+            tags="lsqml",
+        )
         for view in VIEWS
         for split in SPLITS
     ]
@@ -34,13 +39,15 @@ def dose_template() -> Pipeline:
                     _bind(train_pinn, label=variant.label, gridsize=variant.gridsize),
                     [f"{view}__train__ptycho", "params:pinn", "params:study"],
                     f"{view}__{variant.label}__model",
-                    name=f"train_{variant.label}_{view}", tags="pinn",
+                    name=f"train_{variant.label}_{view}",
+                    tags="pinn",
                 ),
                 node(
                     _bind(reconstruct_pinn, label=variant.label),
                     [f"{view}__{variant.label}__model", f"{view}__test__ptycho", "params:pinn", "params:study"],
                     f"{view}__test__{variant.label}",
-                    name=f"{variant.label}_{view}_test", tags="pinn",
+                    name=f"{variant.label}_{view}_test",
+                    tags="pinn",
                 ),
             ]
     return Pipeline(nodes)
