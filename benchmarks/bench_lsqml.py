@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from fly64_kedro.engines.workers import run_in_worker, shutdown
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import extract_patches, simulate_patterns
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 from fly64_kedro.pipelines.reconstruction.nodes import reconstruct_lsqml
 from fly64_kedro.record import Record
 

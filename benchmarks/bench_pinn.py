@@ -1,6 +1,6 @@
 """PINN speed: training seconds per epoch at N = 64 and N = 128, and inference throughput (patterns/s).
 
-Runs the real engine API (training.train / training.reconstruct) in the "tensorflow" worker, on small simulated
+Runs the real engine API (training.train / inference.reconstruct) in the "tensorflow" worker, on small simulated
 datasets (the project's forward model, dose 1e4). Prints a table and writes benchmarks/results/pinn.json.
 ``python benchmarks/bench_pinn.py`` takes about 2-3 minutes on 2 CPU cores.
 """
@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from fly64_kedro.engines.workers import run_in_worker, shutdown
-from fly64_kedro.physics import base, forward
+from fly64_kedro.physics import forward, synthetic_object
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pinn.json"
 TRAINING = "fly64_kedro.engines.pinn.training"
+INFERENCE = "fly64_kedro.engines.pinn.inference"
 # (N, training positions, test positions): small enough for a CPU, large enough for several batches.
 CASES = ((64, 256, 512), (128, 128, 256))
 LSQML_SETTINGS = {"epochs": 50, "batch_size": 96, "noise_model": "gaussian", "refine_probe": False, "log_every": 50}
@@ -31,7 +32,7 @@ def simulate(n_pix: int, n_pos: int, seed: int, dose: float = 1e4) -> dict[str, 
     """Poisson far-field data of the synthetic fly on a (4N, 4N) object, as the simulator stores it."""
     rng = np.random.default_rng(seed)
     shape = (4 * n_pix, 4 * n_pix)
-    obj, probe = base.synthetic_fly_object(shape, 42), base.focused_probe(n_pix)
+    obj, probe = synthetic_object.synthetic_fly_object(shape, 42), synthetic_object.focused_probe(n_pix)
     y = rng.uniform(n_pix / 2, shape[0] - n_pix / 2, n_pos)
     x = rng.uniform(n_pix / 2, shape[1] - n_pix / 2, n_pos)
     diffraction, scale = forward.simulate_patterns(forward.extract_patches(obj, y, x, n_pix), probe, dose, rng)
@@ -63,7 +64,7 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
     )
     recon = run_in_worker(
         "tensorflow",
-        f"{TRAINING}:reconstruct",
+        f"{INFERENCE}:reconstruct",
         result["weights"],
         result["config"],
         test["diffraction"],

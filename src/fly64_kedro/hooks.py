@@ -7,19 +7,18 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
 from kedro.framework.hooks import hook_impl
 
-from fly64_kedro.engines.lsqml import validate_settings as validate_lsqml_settings
 from fly64_kedro.engines.pinn.settings import LEVELS
 from fly64_kedro.pipelines.generation.pipeline import BASE_NODE
-from fly64_kedro.pipelines.reconstruction.nodes import pinn_settings
+from fly64_kedro.pipelines.reconstruction.nodes import checked_settings, trained_settings
 from fly64_kedro.provenance import RUN_STARTED_ENV, now_utc
 from fly64_kedro.study import (
+    ENGINES,
     ParameterError,
     simulation_peak_bytes,
     unknown_parameters,
@@ -60,14 +59,6 @@ def check_simulation_memory(generation: dict[str, Any], n_pix: int, available: i
     return needed
 
 
-def _named(name: str, check: Callable[[], Any]) -> None:
-    """Run an engine's settings check, re-raising its ValueError as a ``ParameterError`` for ``name``."""
-    try:
-        check()
-    except ValueError as exc:
-        raise ParameterError(name, str(exc)) from exc
-
-
 def validate_parameters(params: dict[str, Any], available_memory: int) -> None:
     """Check every section of the run's parameters (without importing TensorFlow or torch); raise ``ParameterError``."""
     study, generation = params["study"], params["generation"]
@@ -80,8 +71,12 @@ def validate_parameters(params: dict[str, Any], available_memory: int) -> None:
         rule = f"must be a multiple of {2**LEVELS}: the PINN encoder pools {LEVELS} times"
         raise ParameterError("study.N", rule, n_pix)
     reconstruction = params["reconstruction"]
-    _named("reconstruction.lsqml", lambda: validate_lsqml_settings(reconstruction["lsqml"]))
-    pinn_settings(reconstruction["pinn"], study)
+    for engine in ENGINES:
+        settings = reconstruction[engine.settings]
+        if engine.trained:
+            trained_settings(engine, settings, study)
+        else:
+            checked_settings(engine, settings)
     needed = check_simulation_memory(generation, n_pix, available_memory)
     logger.info(
         "simulation of one dose needs about %.2f GiB (this machine: %.1f GiB)", needed / 2**30, available_memory / 2**30

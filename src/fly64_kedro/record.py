@@ -9,6 +9,22 @@ from typing import Any
 
 import numpy as np
 
+# A view's selection fields (docs/science.md "Overlap views"), carried by every job record and manifest row.
+VIEW_FIELDS = (
+    "dose",
+    "dose_label",
+    "view",
+    "split",
+    "selection_strategy",
+    "acceptance_rate",
+    "spacing_threshold",
+    "n_accepted",
+    "n_rejected",
+    "image_overlap",
+    "group_overlap",
+)
+PER_POSITION = ("diffraction", "xcoords", "ycoords", "Y", "scan_index")  # 'ptycho' arrays with one row per position
+
 
 def _to_json(value: Any) -> Any:
     if isinstance(value, np.generic):
@@ -47,3 +63,14 @@ class Record(Mapping[str, np.ndarray]):
     def with_meta(self, **updates: Any) -> Record:
         """A copy with metadata keys added or replaced."""
         return Record(self.arrays, {**self.meta, **updates})
+
+
+def subset(record: Record, keep: np.ndarray, **meta: Any) -> Record:
+    """The per-position arrays of a 'ptycho' record restricted to ``keep`` (bool mask or indices), metadata updated."""
+    arrays = {k: (v[keep] if k in PER_POSITION else v) for k, v in record.arrays.items()}
+    return Record(arrays, {**record.meta, **meta})
+
+
+def view_meta(view: Record) -> dict[str, Any]:
+    """The ``VIEW_FIELDS`` a view's metadata has."""
+    return {k: view.meta[k] for k in VIEW_FIELDS if k in view.meta}

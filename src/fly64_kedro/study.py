@@ -15,21 +15,71 @@ VIEWS: tuple[str, ...] = ("full", *DERIVED_VIEWS)
 
 
 @dataclass(frozen=True)
-class PinnVariant:
-    """One PINN model of the study: its catalog label, canonical name, gridsize and training views."""
+class Engine:
+    """One reconstruction method of the study. The reconstruction and comparison pipelines, the manifests, the
+    tables and the deltas all derive from ``ENGINES`` (docs/architecture.md, "Where to change what").
 
-    label: str
-    name: str
-    gridsize: int
-    views: tuple[str, ...]
+    A direct engine reconstructs every split of its views with ``target``; a trained engine learns on a view's
+    train split with ``train`` and applies the model to its test split with ``target``. Both are
+    "module:function" run in the ``worker`` process. ``settings`` names its ``reconstruction.<settings>``
+    parameters, checked before the run by ``validate`` ("module:function" importing neither torch nor TensorFlow).
+    """
+
+    label: str  # catalog label and the records' "method"
+    name: str  # canonical model name in tables and figures
+    worker: str
+    target: str
+    settings: str
+    validate: str
+    train: str | None = None
+    views: tuple[str, ...] = VIEWS
+    gridsize: int | None = None  # trained engines: patterns per group
+    only_views_reason: str = ""  # why it runs on ``views`` only (a table footnote)
+
+    @property
+    def trained(self) -> bool:
+        return self.train is not None
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits it writes reconstructions for."""
+        return ("test",) if self.trained else SPLITS
 
 
-PINN_VARIANTS: tuple[PinnVariant, ...] = (
-    PinnVariant("pinn_gs1", "PtychoPINN-gs1", 1, ("full",)),  # the upstream "Baseline"
-    PinnVariant("pinn_gs2", "PtychoPINN", 2, VIEWS),
+_PINN = {
+    "worker": "tensorflow",
+    "target": "fly64_kedro.engines.pinn.inference:reconstruct",
+    "train": "fly64_kedro.engines.pinn.training:train",
+    "settings": "pinn",
+    "validate": "fly64_kedro.engines.pinn.settings:validate_settings",
+}
+ENGINES: tuple[Engine, ...] = (
+    Engine(
+        "lsqml",
+        "pty-chi LSQML",
+        worker="torch",
+        target="fly64_kedro.engines.lsqml:reconstruct",
+        settings="lsqml",
+        validate="fly64_kedro.engines.lsqml:validate_settings",
+    ),
+    Engine(
+        "pinn_gs1",
+        "PtychoPINN-gs1",
+        views=("full",),
+        gridsize=1,
+        only_views_reason="trained on the full view only (the upstream baseline)",
+        **_PINN,
+    ),
+    Engine("pinn_gs2", "PtychoPINN", gridsize=2, **_PINN),
 )
-LSQML_NAME = "pty-chi LSQML"
-MODEL_NAMES: dict[str, str] = {"lsqml": LSQML_NAME, **{v.label: v.name for v in PINN_VARIANTS}}
+REFERENCE = "lsqml"  # the engine the deltas are taken against
+ENGINES_BY_LABEL: dict[str, Engine] = {engine.label: engine for engine in ENGINES}
+MODEL_NAMES: dict[str, str] = {engine.label: engine.name for engine in ENGINES}
+
+
+def reconstructions(view: str, split: str) -> tuple[Engine, ...]:
+    """The engines that write a reconstruction of ``view``/``split``."""
+    return tuple(engine for engine in ENGINES if view in engine.views and split in engine.splits)
 
 
 class ParameterError(ValueError):
@@ -113,9 +163,14 @@ def validate_study(study: Mapping[str, Any]) -> None:
         _require(_seed(seeds.get(name)), f"study.seeds.{name}", "must be an integer >= 0", seeds.get(name))
 
 
+def spacing(fraction: float, n_pix: int) -> float:
+    """The minimum spacing S = (1 - f) N in pixels for overlap fraction f and probe size N."""
+    return (1.0 - float(fraction)) * int(n_pix)
+
+
 def spacing_threshold(study: Mapping[str, Any], view: str) -> float:
     """S = (1 - f) N in pixels for a derived view."""
-    return (1.0 - float(study["overlap_fractions"][view])) * int(study["N"])
+    return spacing(study["overlap_fractions"][view], study["N"])
 
 
 def _integer(value: Any, minimum: int) -> bool:

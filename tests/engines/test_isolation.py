@@ -24,7 +24,7 @@ import tensorflow  # first, as in a Kedro process that has already used the PINN
 import numpy as np
 from fly64_kedro.engines.lsqml import NonFiniteReconstruction
 from fly64_kedro.engines.workers import run_in_worker, shutdown
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import extract_patches, far_field_amplitude
 
 obj = synthetic_fly_object((96, 96), 3)

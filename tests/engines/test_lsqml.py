@@ -1,7 +1,8 @@
 """pty-chi LSQML through the torch worker: convergence in the project's frame and units, failures, settings.
 
-Data are simulated with the project's physics (physics/base.py, physics/forward.py) at a high dose, so a correct
-mapping of units and positions gives a reconstruction close to the truth, in place, at the true amplitude scale.
+Data are simulated with the project's physics (physics/synthetic_object.py, physics/forward.py) at a high dose, so
+a correct mapping of units and positions gives a reconstruction close to the truth, in place, at the true amplitude
+scale.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from skimage.registration import phase_cross_correlation
 
 from fly64_kedro.engines.lsqml import NonFiniteReconstruction, plateaued
 from fly64_kedro.engines.workers import run_in_worker
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import extract_patches, simulate_patterns
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 
 pytestmark = pytest.mark.slow
 

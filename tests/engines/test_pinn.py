@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fly64_kedro.engines.workers import run_in_worker, shutdown
-from fly64_kedro.physics import base, forward
+from fly64_kedro.physics import forward, synthetic_object
 
 N = 32
 SETTINGS = {
@@ -50,8 +50,8 @@ def tf_worker() -> Iterator[None]:
 def simulate(n_pos: int, seed: int, shape: tuple[int, int] = (128, 128), dose: float = 1e4) -> dict[str, Any]:
     """A tiny dataset made with the project's forward model (docs/science.md "Generation")."""
     rng = np.random.default_rng(seed)
-    obj = base.synthetic_fly_object(shape, 0)
-    probe = base.focused_probe(N)
+    obj = synthetic_object.synthetic_fly_object(shape, 0)
+    probe = synthetic_object.focused_probe(N)
     y = rng.uniform(N / 2, shape[0] - N / 2, n_pos)
     x = rng.uniform(N / 2, shape[1] - N / 2, n_pos)
     diffraction, scale = forward.simulate_patterns(forward.extract_patches(obj, y, x, N), probe, dose, rng)
@@ -83,12 +83,12 @@ def _worker_canvas(
     patches: np.ndarray, y: np.ndarray, x: np.ndarray, groups: np.ndarray, radius: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge (g, C) groups of complex patches on the canvas; returns the (g, N, N, C) input and output."""
+    from fly64_kedro.engines.pinn.data import grouped
     from fly64_kedro.engines.pinn.model import CanvasMerge
-    from fly64_kedro.engines.pinn.training import _grouped
 
-    real, offsets = _grouped(patches.real, y, x, groups)  # the training code's own stacking and offsets
-    imag = _grouped(patches.imag, y, x, groups)[0]
-    probe = base.focused_probe(patches.shape[1])
+    real, offsets = grouped(patches.real, y, x, groups)  # the training code's own stacking and offsets
+    imag = grouped(patches.imag, y, x, groups)[0]
+    probe = synthetic_object.focused_probe(patches.shape[1])
     merged_real, merged_imag = CanvasMerge(patches.shape[1], radius, probe)([real, imag, offsets])
     return real + 1j * imag, np.asarray(merged_real) + 1j * np.asarray(merged_imag)
 
@@ -133,7 +133,7 @@ def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> 
 
 
 def _worker_predict(weights: dict[str, np.ndarray], config: dict[str, Any], diffraction: np.ndarray) -> np.ndarray:
-    from fly64_kedro.engines.pinn.training import load_models
+    from fly64_kedro.engines.pinn.inference import load_models
 
     inputs = np.repeat(diffraction[:8, :, :, None], config["gridsize"] ** 2, axis=-1)
     return np.stack(load_models(weights, config).inference.predict(inputs, verbose=0))
@@ -144,7 +144,7 @@ def _worker_predict(weights: dict[str, np.ndarray], config: dict[str, Any], diff
 
 def test_physics_layer_reproduces_the_simulator_far_field() -> None:
     rng = np.random.default_rng(0)
-    obj, probe = base.synthetic_fly_object((128, 128), 1), base.focused_probe(N)
+    obj, probe = synthetic_object.synthetic_fly_object((128, 128), 1), synthetic_object.focused_probe(N)
     y, x = rng.uniform(N / 2, 128 - N / 2, 12), rng.uniform(N / 2, 128 - N / 2, 12)
     patches = forward.extract_patches(obj, y, x, N)
     expected = forward.far_field_amplitude(patches * probe)
@@ -158,7 +158,7 @@ def test_physics_layer_reproduces_the_simulator_far_field() -> None:
 
 def test_tf_bilinear_translation_matches_extract_patches_and_its_adjoint() -> None:
     rng = np.random.default_rng(1)
-    obj = base.synthetic_fly_object((96, 96), 2)
+    obj = synthetic_object.synthetic_fly_object((96, 96), 2)
     y, x = rng.uniform(N / 2, 96 - N / 2, 10), rng.uniform(N / 2, 96 - N / 2, 10)
     y[:3], x[:3] = [N / 2, 96 - N / 2, 40.0], [N / 2, 96 - N / 2, 51.0]  # both edges and an integer position
     images = np.repeat(np.stack([obj.real, obj.imag], axis=-1)[None], len(y), axis=0)
@@ -172,7 +172,7 @@ def test_tf_bilinear_translation_matches_extract_patches_and_its_adjoint() -> No
 
 
 def test_canvas_merge_averages_overlaps_and_leaves_far_members_alone() -> None:
-    obj = base.synthetic_fly_object((128, 128), 3)
+    obj = synthetic_object.synthetic_fly_object((128, 128), 3)
     # Integer positions: the canvas grid is the object grid, so consistent patches come back exactly.
     y = np.array([60.0, 64.0, 71.0, 57.0, 64.0, 64.0, 64.0, 110.0])
     x = np.array([60.0, 70.0, 58.0, 66.0, 64.0, 64.0, 50.0, 100.0])
@@ -185,7 +185,7 @@ def test_canvas_merge_averages_overlaps_and_leaves_far_members_alone() -> None:
     stack, merged = in_tf("_worker_canvas", patches, y, x, groups, 20)
     # The canvas is |P|^2-weighted: exact where a member's probe is bright, fading to 0 far out in the dark
     # (weight / (weight + MERGE_FLOOR)); every lit pixel is within 1 % of its value.
-    intensity = np.abs(base.focused_probe(N)) ** 2
+    intensity = np.abs(synthetic_object.focused_probe(N)) ** 2
     lit = intensity >= 0.1 * intensity.max()
     for c in range(4):
         np.testing.assert_allclose(merged[0, :, :, c][lit], stack[0, :, :, c][lit], atol=1e-2)
@@ -277,7 +277,7 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
     result = trained["result"]
     out = run_in_worker(
         "tensorflow",
-        "fly64_kedro.engines.pinn.training:reconstruct",
+        "fly64_kedro.engines.pinn.inference:reconstruct",
         result["weights"],
         result["config"],
         test["diffraction"],

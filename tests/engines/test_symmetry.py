@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fly64_kedro.engines.pinn import symmetry
-from fly64_kedro.physics import base, forward
+from fly64_kedro.physics import forward, synthetic_object
 
 N = 32
 
@@ -17,24 +17,24 @@ def far_field(patch: np.ndarray, probe: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def patch() -> np.ndarray:
-    obj = base.synthetic_fly_object((96, 96), 5)
+    obj = synthetic_object.synthetic_fly_object((96, 96), 5)
     return forward.extract_patches(obj, np.array([47.3]), np.array([51.8]), N)[0]
 
 
 def test_the_focused_probe_has_all_eight_symmetries() -> None:
-    assert symmetry.probe_symmetries(base.focused_probe(N)) == symmetry.ALL
+    assert symmetry.probe_symmetries(synthetic_object.focused_probe(N)) == symmetry.ALL
 
 
 @pytest.mark.parametrize("sym", symmetry.ALL, ids=str)
 def test_a_symmetry_of_the_probe_maps_the_pattern_as_it_maps_the_patch(patch, sym) -> None:
-    probe = base.focused_probe(N)
+    probe = synthetic_object.focused_probe(N)
     mapped = far_field(symmetry.apply(sym, patch), probe)
     np.testing.assert_allclose(mapped, symmetry.apply(sym, far_field(patch, probe)), atol=1e-5 * mapped.max())
 
 
 def test_an_asymmetric_probe_keeps_only_its_own_symmetries(patch) -> None:
     rows = np.arange(N)[:, None] - N / 2
-    tilted = base.focused_probe(N) * np.exp(0.3j * rows / N * 2 * np.pi)  # a phase ramp along y only
+    tilted = synthetic_object.focused_probe(N) * np.exp(0.3j * rows / N * 2 * np.pi)  # a phase ramp along y only
     kept = symmetry.probe_symmetries(tilted)
     assert symmetry.Symmetry(False, False, False) in kept and len(kept) < len(symmetry.ALL)
     for sym in kept:  # each kept one is exact ...

@@ -19,7 +19,7 @@ from fly64_kedro.metrics.alignment import (
     trusted_registration,
 )
 from fly64_kedro.metrics.registry import score
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 
 H = W = 192
 N = 64

@@ -8,9 +8,9 @@ import pytest
 
 from fly64_kedro.metrics.alignment import align_to_truth, compared_region
 from fly64_kedro.metrics.registry import METRIC_NAMES, METRICS, aligned_images, frc_curves, score
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import extract_patches
 from fly64_kedro.physics.stitching import stitch_patches
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 from fly64_kedro.pipelines.generation.nodes import draw_scan_positions
 
 N = 32

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import exit_wave_energy, exposure_scale, extract_patches, far_field_amplitude
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction
 
 N = 32

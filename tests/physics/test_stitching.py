@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fly64_kedro.physics import base, forward
+from fly64_kedro.physics import forward, synthetic_object
 from fly64_kedro.physics.stitching import splat, stitch_patches
 
 N = 32
@@ -53,7 +53,7 @@ def central_window_mean(patches: np.ndarray, y: np.ndarray, x: np.ndarray) -> np
 
 @pytest.fixture(scope="module")
 def truth() -> tuple[np.ndarray, np.ndarray]:
-    return base.synthetic_fly_object(SHAPE, 3), base.focused_probe(N)
+    return synthetic_object.synthetic_fly_object(SHAPE, 3), synthetic_object.focused_probe(N)
 
 
 def offset_patches(obj: np.ndarray, y: np.ndarray, x: np.ndarray, seed: int) -> np.ndarray:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import extract_patches
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
 from fly64_kedro.pipelines.comparison.nodes import (
     FLAT,
     TRUTH_PATCHES,

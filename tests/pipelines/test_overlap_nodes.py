@@ -28,7 +28,7 @@ def full_view(y: np.ndarray, x: np.ndarray) -> Record:
         "objectGuess": np.ones((200, 200), np.complex64),
         "scan_index": np.arange(n, dtype=np.int64),
     }
-    return Record(arrays, {"dose": 1e3, "split": "train", "view": "full"})
+    return Record(arrays, {"dose": 1e3, "dose_label": "d1e3", "split": "train", "view": "full"})
 
 
 def test_view_that_keeps_one_position_is_recorded_as_skipped() -> None:
@@ -38,7 +38,7 @@ def test_view_that_keeps_one_position_is_recorded_as_skipped() -> None:
     assert view.meta["n_accepted"] == 1 and view.meta["selection_strategy"] == "greedy"
     assert view.status == "skipped" and "fewer than overlap.min_positions=8" in view.meta["reason"]
     assert summary["status"] == "skipped" and summary["n_positions"] == 1
-    manifest = build_overlap_manifest(STUDY, summary)
+    manifest = build_overlap_manifest(summary)
     assert manifest.loc[0, "status"] == "skipped" and manifest.loc[0, "dataset"] == "d1e3.sparse.train.ptycho"
 
 

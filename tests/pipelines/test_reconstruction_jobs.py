@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, subset
+from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction
 from fly64_kedro.pipelines.reconstruction.nodes import (
-    VIEW_FIELDS,
+    apply_model,
     build_reconstruction_manifest,
-    reconstruct_lsqml,
-    reconstruct_pinn,
-    train_pinn,
+    reconstruct_direct,
+    train_model,
 )
+from fly64_kedro.record import VIEW_FIELDS, subset
 from fly64_kedro.study import ParameterError
 
 pytestmark = pytest.mark.slow
@@ -58,9 +58,9 @@ def view():
 
 def test_skipped_view_gives_skipped_jobs_without_running(view) -> None:
     skipped = subset(view, np.arange(1), status="skipped", reason="dense view keeps 1 position(s)")
-    lsqml = reconstruct_lsqml(skipped, LSQML)
-    model = train_pinn(skipped, PINN, STUDY, label="pinn_gs2", gridsize=2)
-    pinn = reconstruct_pinn(model, skipped, PINN, STUDY, label="pinn_gs2")
+    lsqml = reconstruct_direct(skipped, LSQML, label="lsqml")
+    model = train_model(skipped, PINN, STUDY, label="pinn_gs2")
+    pinn = apply_model(model, skipped, PINN, STUDY, label="pinn_gs2")
     for record in (lsqml, model, pinn):
         assert record.status == "skipped"
         assert "keeps 1 position" in record.meta["reason"]
@@ -69,9 +69,9 @@ def test_skipped_view_gives_skipped_jobs_without_running(view) -> None:
 
 def test_one_position_view_fails_with_its_reason_and_next_job_still_runs(view) -> None:
     one = subset(view, np.arange(1))
-    failed = reconstruct_lsqml(one, LSQML)
+    failed = reconstruct_direct(one, LSQML, label="lsqml")
     assert failed.status == "failed" and "at least 2 scan positions" in failed.meta["reason"]
-    ok = reconstruct_lsqml(view, LSQML)
+    ok = reconstruct_direct(view, LSQML, label="lsqml")
     assert ok.status == "ok" and np.all(np.isfinite(ok["object"]))
     assert ok["object"].shape == view["objectGuess"].shape
     assert len(ok["loss"]) == LSQML["epochs"]
@@ -85,7 +85,7 @@ def test_one_position_view_fails_with_its_reason_and_next_job_still_runs(view) -
 def test_nan_producing_case_is_recorded_as_failed(view) -> None:
     """A zero probe drives pty-chi's step sizes to 0/0: NaN without an error from pty-chi; the job must say so."""
     dark = view.__class__({**view.arrays, "probeGuess": np.zeros_like(view["probeGuess"])}, view.meta)
-    record = reconstruct_lsqml(dark, LSQML)
+    record = reconstruct_direct(dark, LSQML, label="lsqml")
     assert record.status == "failed"
     assert "NaN" in record.meta["reason"] or "non-finite" in record.meta["reason"].lower()
 
@@ -93,9 +93,9 @@ def test_nan_producing_case_is_recorded_as_failed(view) -> None:
 @pytest.mark.parametrize(
     "run",
     [
-        lambda view: reconstruct_lsqml(view, {**LSQML, "noise_model": "laplace"}),
-        lambda view: train_pinn(view, {**PINN, "epochs": 0}, STUDY, label="pinn_gs1", gridsize=1),
-        lambda view: reconstruct_pinn(view, view, {**PINN, "learning_rate": "fast"}, STUDY, label="pinn_gs1"),
+        lambda view: reconstruct_direct(view, {**LSQML, "noise_model": "laplace"}, label="lsqml"),
+        lambda view: train_model(view, {**PINN, "epochs": 0}, STUDY, label="pinn_gs1"),
+        lambda view: apply_model(view, view, {**PINN, "learning_rate": "fast"}, STUDY, label="pinn_gs1"),
     ],
     ids=["lsqml noise_model", "pinn epochs", "pinn learning_rate"],
 )

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from session import run_session
 
-from fly64_kedro.study import DOSES, LSQML_NAME, PINN_VARIANTS, SPLITS, VIEWS
+from fly64_kedro.study import DOSES, ENGINES, MODEL_NAMES, SPLITS, VIEWS
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def study(tmp_path_factory) -> Path:
 
 def test_every_job_is_in_the_manifest_and_none_failed(study: Path) -> None:
     manifest = pd.read_csv(study / "reconstruction_manifest.csv")
-    pinn_jobs = sum(2 * len(v.views) for v in PINN_VARIANTS)  # training + test reconstruction
+    pinn_jobs = sum(2 * len(e.views) for e in ENGINES if e.trained)  # training + test reconstruction
     assert len(manifest) == len(DOSES) * (len(VIEWS) * len(SPLITS) + pinn_jobs)
     assert set(manifest["status"]) <= {"ok", "skipped"}, manifest[manifest.status == "failed"][["job", "reason"]]
     assert manifest["duration_s"].gt(0).all()
@@ -35,10 +35,15 @@ def test_every_job_is_in_the_manifest_and_none_failed(study: Path) -> None:
 def test_metrics_table_covers_every_model_dose_view_and_split(study: Path) -> None:
     table = pd.read_csv(study / "metrics.csv")
     assert list(table.columns[:7]) == ["model", "dose", "view", "split", "metric", "amplitude", "phase"]
-    lsqml = table[table.model == LSQML_NAME]
+    lsqml = table[table.model == MODEL_NAMES["lsqml"]]
     assert len(lsqml.groupby(["dose", "view", "split"])) == len(DOSES) * len(VIEWS) * len(SPLITS)
     test_rows = table[table.split == "test"]
-    assert set(test_rows.model) == {LSQML_NAME, *(v.name for v in PINN_VARIANTS), "flat", "truth patches stitched"}
+    assert set(test_rows.model) == {
+        MODEL_NAMES["lsqml"],
+        *(e.name for e in ENGINES if e.trained),
+        "flat",
+        "truth patches stitched",
+    }
     assert set(table.loc[table.kind == "model", "device"]) == {"cpu"}  # timings are only comparable with their device
     ms_ssim = table[table.metric == "ms_ssim"]
     assert ms_ssim["amplitude"].between(-1, 1).all() and ms_ssim["phase"].between(-1, 1).all()
@@ -46,7 +51,7 @@ def test_metrics_table_covers_every_model_dose_view_and_split(study: Path) -> No
     full = lsqml[(lsqml.metric == "ms_ssim") & (lsqml.view == "full") & (lsqml.split == "test")].sort_values("dose")
     assert full["amplitude"].iloc[-1] > full["amplitude"].iloc[0]
     deltas = pd.read_csv(study / "metrics_deltas_pinn_minus_lsqml.csv")
-    assert set(deltas.model) == {v.name for v in PINN_VARIANTS} and len(deltas) > 0
+    assert set(deltas.model) == {e.name for e in ENGINES if e.trained} and len(deltas) > 0
 
 
 def test_figures_and_report_are_written(study: Path) -> None:
@@ -57,7 +62,7 @@ def test_figures_and_report_are_written(study: Path) -> None:
             assert (study / dose / f"{view}_{split}_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (study / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2 + 2 * len(DOSES) * len(VIEWS) * len(SPLITS)
-    assert "MS-SSIM" in report and LSQML_NAME in report and "PtychoPINN" in report
+    assert "MS-SSIM" in report and MODEL_NAMES["lsqml"] in report and "PtychoPINN" in report
 
 
 class ReportParser(HTMLParser):

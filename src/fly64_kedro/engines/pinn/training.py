@@ -1,4 +1,4 @@
-"""Train the PINN on one view's diffraction and reconstruct another's (docs/science.md "Reconstruction").
+"""Train the PINN without labels on one view's diffraction (docs/science.md "Reconstruction: PtychoPINN").
 
 Runs inside the "tensorflow" worker (imports TensorFlow), e.g.
 ``run_in_worker("tensorflow", "fly64_kedro.engines.pinn.training:train", diffraction, ..., settings, job=name)``.
@@ -19,69 +19,13 @@ import tensorflow as tf
 
 from fly64_kedro.engines.accelerators import tensorflow_device
 from fly64_kedro.engines.pinn import symmetry
+from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_threads, grouped
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import poisson_nll
-from fly64_kedro.engines.pinn.settings import LEVELS, validate_settings
+from fly64_kedro.engines.pinn.settings import validate_settings
 from fly64_kedro.geometry.grouping import draw_groups
-from fly64_kedro.physics.stitching import stitch_patches
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FORMAT = "fly64-pinn-3"  # 3: trainable_scale in the config
-
-
-def _check_data(
-    diffraction: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray, probe: np.ndarray, scale: float
-) -> None:
-    """Shapes and values the PINN relies on; ValueError naming the input otherwise."""
-    if diffraction.ndim != 3 or diffraction.shape[1] != diffraction.shape[2]:
-        raise ValueError(f"diffraction must have shape (n, N, N), got {diffraction.shape}")
-    n, n_pix = diffraction.shape[:2]
-    if n_pix % 2**LEVELS:
-        raise ValueError(f"the PINN encoder pools {LEVELS} times: N must be a multiple of {2**LEVELS}, got {n_pix}")
-    if not (len(ycoords) == len(xcoords) == n):
-        raise ValueError(f"{n} diffraction patterns but {len(ycoords)} ycoords and {len(xcoords)} xcoords")
-    if probe.shape != (n_pix, n_pix):
-        raise ValueError(f"probe must have shape ({n_pix}, {n_pix}), got {probe.shape}")
-    if not (np.all(np.isfinite(probe)) and np.any(probe)):
-        raise ValueError("probe must be finite and not all zero")
-    if not np.all(np.isfinite(diffraction)) or diffraction.min(initial=0) < 0:
-        raise ValueError("diffraction must be finite and >= 0")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"exposure scale must be finite and > 0, got {scale}")
-
-
-def _configure_threads(threads: int | None) -> None:
-    """Set TensorFlow's intra/inter-op threads; possible only before the worker's first TensorFlow op."""
-    if threads is None:
-        return
-    current = (
-        tf.config.threading.get_intra_op_parallelism_threads(),
-        tf.config.threading.get_inter_op_parallelism_threads(),
-    )
-    if current == (threads, threads):
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        logger.warning(
-            "TensorFlow is already running in this worker with threads %s; ignoring threads=%d", current, threads
-        )
-
-
-def _grouped(
-    diffraction: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray, groups: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(g, N, N, C) float32 diffraction per group and (g, C, 2) float32 offsets (dy, dx) in pixels.
-
-    Offsets are relative to the group centroid rounded to whole pixels: the canvas grid then coincides with the
-    object grid, so members at integer positions merge without interpolation blur.
-    """
-    stack = np.transpose(diffraction[groups], (0, 2, 3, 1)).astype(np.float32)
-    positions = np.stack([ycoords[groups], xcoords[groups]], axis=-1)
-    offsets = positions - np.round(positions.mean(axis=1, keepdims=True))
-    return stack, offsets.astype(np.float32)
 
 
 class _SymmetricBatches(keras.utils.PyDataset):
@@ -183,13 +127,13 @@ def fit(
     opts = validate_settings(settings)
     diffraction, probe = np.asarray(diffraction), np.asarray(probe)
     ycoords, xcoords = np.asarray(ycoords, dtype=np.float64), np.asarray(xcoords, dtype=np.float64)
-    _check_data(diffraction, ycoords, xcoords, probe, scale)
+    check_data(diffraction, ycoords, xcoords, probe, scale)
     if gridsize not in (1, 2):
         raise ValueError(f"gridsize must be 1 or 2, got {gridsize}")
     channels, n_pix = gridsize**2, diffraction.shape[1]
     if gridsize > 1 and opts["neighbour_pool"] < channels:
         raise ValueError(f"PINN setting neighbour_pool K={opts['neighbour_pool']} must be >= C={channels} (gridsize^2)")
-    _configure_threads(opts["threads"])
+    configure_threads(opts["threads"])
     # Same parameters, same numbers: seeded weights and shuffles, and deterministic kernels (a few % slower).
     keras.utils.set_random_seed(opts["training_seed"])
     tf.config.experimental.enable_op_determinism()
@@ -198,7 +142,7 @@ def fit(
     groups = draw_groups(
         ycoords, xcoords, channels, pool, opts["grouping_seed"], opts["n_groups"], opts["subsampling_seed"]
     )
-    inputs, offsets = _grouped(diffraction, ycoords, xcoords, groups)
+    inputs, offsets = grouped(diffraction, ycoords, xcoords, groups)
     counts = np.rint((inputs.astype(np.float64) * scale) ** 2).astype(np.float32)
     order = np.random.default_rng(opts["training_seed"]).permutation(len(groups))
     n_val = max(1, round(opts["validation_fraction"] * len(groups)))
@@ -321,99 +265,3 @@ def train(
     are those of the epoch with the lowest validation loss.
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]
-
-
-def load_models(weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> PinnModels:
-    """Rebuild both models from ``config`` and set every weight; ValueError if the names or shapes disagree."""
-    if config.get("format") != CONFIG_FORMAT:
-        raise ValueError(f"PINN config format must be {CONFIG_FORMAT!r}, got {config.get('format')!r}")
-    models = build_models(dict(config))
-    variables = {v.path: v for v in models.training.weights}
-    if set(variables) != set(weights):
-        missing, unexpected = sorted(set(variables) - set(weights)), sorted(set(weights) - set(variables))
-        raise ValueError(f"PINN weights do not match the config: missing {missing}, unexpected {unexpected}")
-    for name, variable in variables.items():
-        value = np.asarray(weights[name], dtype=np.float32)
-        if value.shape != tuple(variable.shape):
-            raise ValueError(f"PINN weight {name} has shape {value.shape}, the model needs {tuple(variable.shape)}")
-        variable.assign(value)
-    return models
-
-
-def reconstruct(
-    weights: Mapping[str, np.ndarray],
-    config: Mapping[str, Any],
-    diffraction: np.ndarray,
-    ycoords: np.ndarray,
-    xcoords: np.ndarray,
-    probe: np.ndarray,
-    scale: float,
-    object_shape: tuple[int, int],
-    settings: Mapping[str, Any],
-    job: str = "",
-) -> dict[str, Any]:
-    """Predict every pattern's object patch with a trained model and stitch them into the (H, W) object.
-
-    The patches are those the physics layer saw in training: at gridsize 2 every position seeds a group drawn
-    (grouping_seed, neighbour_pool) from these positions, and its patch is the group's canvas average, so
-    neighbours agree. Stitching is the |P|^2-weighted mean after phase synchronisation (physics/stitching.py).
-    ``scale`` is checked only: the stored amplitudes are already exposure-independent, and the model carries its
-    probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights (|P|^2 units),
-    "wall_time_s", "inference_s" (prediction only, after one warm-up batch), "patterns_per_s", "device"}.
-    """
-    started = time.perf_counter()
-    opts = validate_settings(settings)
-    diffraction, probe = np.asarray(diffraction), np.asarray(probe)
-    ycoords, xcoords = np.asarray(ycoords, dtype=np.float64), np.asarray(xcoords, dtype=np.float64)
-    _check_data(diffraction, ycoords, xcoords, probe, scale)
-    if diffraction.shape[1] != config["N"]:
-        raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
-    _configure_threads(opts["threads"])
-    tf.config.experimental.enable_op_determinism()
-    model = load_models(weights, config).merged
-    device = tensorflow_device()
-
-    gridsize, n = config["gridsize"], len(diffraction)
-    groups = np.arange(n)[:, None]
-    if gridsize > 1:
-        groups = draw_groups(ycoords, xcoords, gridsize**2, opts["neighbour_pool"], opts["grouping_seed"])
-    # Batch by batch, keeping only each group's seed channel: memory stays O(batch), not O(n * C) (at paper scale
-    # the whole grouped stack and the model's outputs would be several GB). Whole batches only (the last one is
-    # zero-padded), so every batch has one shape and the timed loop never retraces.
-    batch = min(opts["inference_batch_size"], n)
-    n_pix = config["N"]
-
-    def batch_inputs(start: int) -> list[np.ndarray]:
-        inputs, offsets = _grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
-        pad = batch - len(inputs)
-        inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
-        offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
-        return [inputs, offsets] if gridsize > 1 else [inputs]
-
-    model.predict_on_batch(batch_inputs(0))  # warm-up: traces the graph outside the timed loop
-    patches = np.empty((n, n_pix, n_pix), np.complex64)
-    tick = time.perf_counter()
-    for start in range(0, n, batch):
-        real, imag = (np.asarray(t) for t in model.predict_on_batch(batch_inputs(start)))
-        count = min(batch, n - start)
-        patches[start : start + count] = real[:count, :, :, 0] + 1j * imag[:count, :, :, 0]  # channel 0: the seed
-    inference_s = time.perf_counter() - tick
-
-    stitched = stitch_patches(patches, ycoords, xcoords, object_shape, probe)
-    result = {
-        "object": stitched.object,
-        "coverage": stitched.coverage,
-        "wall_time_s": time.perf_counter() - started,
-        "inference_s": inference_s,
-        "patterns_per_s": n / inference_s,
-        "device": device,
-    }
-    logger.info(
-        "PINN %s: reconstructed %d patterns, inference %.2f s (%.0f patterns/s), total %.1f s",
-        job,
-        n,
-        inference_s,
-        result["patterns_per_s"],
-        result["wall_time_s"],
-    )
-    return result

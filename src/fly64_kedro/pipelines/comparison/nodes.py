@@ -20,12 +20,16 @@ from fly64_kedro.metrics.registry import METRICS, aligned_images, frc_curves, sc
 from fly64_kedro.physics.stitching import stitch_patches
 from fly64_kedro.provenance import provenance
 from fly64_kedro.record import Record
-from fly64_kedro.study import LSQML_NAME, MODEL_NAMES, PINN_VARIANTS, VIEWS
+from fly64_kedro.study import ENGINES, ENGINES_BY_LABEL, MODEL_NAMES, REFERENCE, VIEWS
 
 logger = logging.getLogger(__name__)
 
-PINN_NAMES = tuple(v.name for v in PINN_VARIANTS)
-MODELS = (LSQML_NAME, *(v.name for v in sorted(PINN_VARIANTS, key=lambda v: -v.gridsize)))
+REFERENCE_NAME = ENGINES_BY_LABEL[REFERENCE].name
+# Table order: the reference first, then the trained engines, larger groups first (the study's PtychoPINN, then gs1).
+MODELS = (
+    REFERENCE_NAME,
+    *(e.name for e in sorted((e for e in ENGINES if e.label != REFERENCE), key=lambda e: -(e.gridsize or 0))),
+)
 FLAT = "flat"
 TRUTH_PATCHES = "truth patches stitched"
 FLOORS = (FLAT, TRUTH_PATCHES)
@@ -257,11 +261,12 @@ def build_metrics_table(*jobs: dict[str, Any]) -> pd.DataFrame:
 
 
 def compute_deltas(table: pd.DataFrame) -> pd.DataFrame:
-    """PtychoPINN variant minus pty-chi LSQML for every dose/view/split/metric both have (amplitude and phase)."""
+    """Every engine minus the reference engine (pty-chi LSQML) for every dose/view/split/metric both have
+    (amplitude and phase)."""
     keys = ["dose", "view", "split", "metric"]
-    base = table[table["model"] == LSQML_NAME].set_index(keys)[["amplitude", "phase"]]
+    base = table[table["model"] == REFERENCE_NAME].set_index(keys)[["amplitude", "phase"]]
     frames = []
-    for name in PINN_NAMES:
+    for name in MODELS[1:]:
         pinn = table[table["model"] == name].set_index(keys)[["amplitude", "phase"]]
         joined = pinn.merge(base, left_index=True, right_index=True, suffixes=("_pinn", "_lsqml"))
         if joined.empty:
@@ -358,13 +363,8 @@ def headline_table(table: pd.DataFrame, jobs: list[dict[str, Any]]) -> tuple[pd.
         out_rows.append(pd.Series(cells, name=(dose_label(job["dose"]), job["view"])))
     frame = pd.DataFrame(out_rows)
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["dose", "view"]) if len(frame) else frame.index
-    gs1 = [v for v in PINN_VARIANTS if v.gridsize == 1]
     footnotes = [
-        *(
-            f"{v.name} is trained on the {', '.join(v.views)} view only (the upstream baseline): "
-            f"empty on the other views."
-            for v in gs1
-        ),
+        *(f"{e.name} is {e.only_views_reason}: empty on the other views." for e in ENGINES if e.only_views_reason),
         *footnotes,
     ]
     return frame, footnotes

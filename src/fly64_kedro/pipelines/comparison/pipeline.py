@@ -12,17 +12,16 @@ from fly64_kedro.pipelines.comparison.nodes import (
     render_report,
 )
 from fly64_kedro.pipelines.namespacing import instantiate
-from fly64_kedro.study import DOSES, PINN_VARIANTS, SPLITS, VIEWS
+from fly64_kedro.study import DOSES, SPLITS, VIEWS, reconstructions
 
 
 def job_results(view: str, split: str) -> list[str]:
-    """The reconstructions that exist for one view and split (PINNs reconstruct only the test split), followed by
-    the PINN training records they came from (their loss history feeds the convergence plots)."""
-    names = [f"{view}__{split}__lsqml"]
-    if split == "test":
-        variants = [v for v in PINN_VARIANTS if view in v.views]
-        names += [f"{view}__test__{v.label}" for v in variants] + [f"{view}__{v.label}__model" for v in variants]
-    return names
+    """The reconstructions that exist for one view and split (``study.reconstructions``), followed by the trained
+    models they came from (their loss history feeds the convergence plots)."""
+    engines = reconstructions(view, split)
+    return [f"{view}__{split}__{e.label}" for e in engines] + [
+        f"{view}__{e.label}__model" for e in engines if e.trained
+    ]
 
 
 def dose_template() -> Pipeline:

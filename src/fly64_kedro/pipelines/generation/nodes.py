@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from fly64_kedro.physics.base import focused_probe, synthetic_fly_object
 from fly64_kedro.physics.forward import (
     chunks,
     exit_wave_energy,
@@ -18,7 +17,8 @@ from fly64_kedro.physics.forward import (
     far_field_amplitude,
     poisson_amplitude,
 )
-from fly64_kedro.record import Record
+from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
+from fly64_kedro.record import Record, subset
 from fly64_kedro.study import ParameterError
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,11 @@ def draw_scan_positions(object_shape: tuple[int, int], n_pix: int, n_positions: 
     return np.column_stack([y, x])
 
 
-def simulate_diffraction(base: Record, dose: float, study: dict[str, Any], generation: dict[str, Any]) -> Record:
-    """Simulate the whole scan at ``dose`` photons per pattern (DATA-001 'ptycho' record, all positions).
+def simulate_diffraction(
+    base: Record, dose: float, study: dict[str, Any], generation: dict[str, Any], label: str = ""
+) -> Record:
+    """Simulate the whole scan at ``dose`` photons per pattern (DATA-001 'ptycho' record, all positions); ``label``
+    is the dose's label in the study (d1e3 ...), recorded in the metadata for every record derived from it.
 
     Counts ~ Poisson((s |FFT2(O_i P)| / N)^2) with s = sqrt(dose / mean_i sum |O_i P|^2); stored
     diffraction = sqrt(counts) / s (float32 amplitude). Worked in chunks of ``generation.chunk_size``
@@ -101,6 +104,7 @@ def simulate_diffraction(base: Record, dose: float, study: dict[str, Any], gener
     )
     meta = {
         "dose": float(dose),
+        "dose_label": label,
         "scale": scale,
         "N": n_pix,
         "simulation_seed": seed,
@@ -120,13 +124,6 @@ def simulate_diffraction(base: Record, dose: float, study: dict[str, Any], gener
         "scan_index": np.arange(n_positions, dtype=np.int64),
     }
     return Record(arrays, meta)
-
-
-def subset(record: Record, keep: np.ndarray, **meta: Any) -> Record:
-    """The per-position arrays of a 'ptycho' record restricted to ``keep`` (bool mask or indices)."""
-    per_position = {"diffraction", "xcoords", "ycoords", "Y", "scan_index"}
-    arrays = {k: (v[keep] if k in per_position else v) for k, v in record.arrays.items()}
-    return Record(arrays, {**record.meta, **meta})
 
 
 def split_train_test(simulated: Record, study: dict[str, Any], generation: dict[str, Any]) -> tuple[Record, Record]:

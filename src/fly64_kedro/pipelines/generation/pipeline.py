@@ -1,5 +1,7 @@
 """Generation: one synthetic base, then one namespace per dose (d1e3, d1e4, d1e5) simulating and splitting."""
 
+from functools import partial, update_wrapper
+
 from kedro.pipeline import Pipeline, node
 
 from fly64_kedro.pipelines.generation.nodes import make_synthetic_base, simulate_diffraction, split_train_test
@@ -9,12 +11,13 @@ from fly64_kedro.study import DOSES
 BASE_NODE = "make_synthetic_base"
 
 
-def dose_template() -> Pipeline:
-    """Simulate and split one dose; reused under every dose namespace."""
+def dose_template(label: str) -> Pipeline:
+    """Simulate and split the dose ``label`` (recorded in its metadata); instantiated under its namespace."""
+    simulate = update_wrapper(partial(simulate_diffraction, label=label), simulate_diffraction)
     return Pipeline(
         [
             node(
-                simulate_diffraction,
+                simulate,
                 ["base", "params:dose", "params:study", "params:generation"],
                 "simulated__ptycho",
                 name="simulate_diffraction",
@@ -37,7 +40,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     )
     per_dose = [
         instantiate(
-            dose_template(),
+            dose_template(dose),
             dose,
             parameters={
                 "params:dose": f"params:study.doses.{dose}",

@@ -10,8 +10,8 @@ import pandas as pd
 
 from fly64_kedro.geometry.overlap_metrics import group_overlap, image_overlap
 from fly64_kedro.geometry.selection import geometric_acceptance_bound, scan_area, select_view, spacing_statistics
-from fly64_kedro.pipelines.generation.nodes import subset
-from fly64_kedro.record import Record
+from fly64_kedro.record import Record, subset
+from fly64_kedro.study import spacing
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 def view_summary(view: Record) -> dict[str, Any]:
     """One manifest row for a view: counts, status and the selection fields of its metadata."""
     keys = (
+        "dose_label",
         "split",
         "view",
         "status",
@@ -69,7 +70,7 @@ def select_overlap_view(
     reconstruction reads that and records the job as skipped instead of running it.
     """
     y, x = full["ycoords"], full["xcoords"]
-    threshold = (1.0 - float(fraction)) * int(study["N"])
+    threshold = spacing(fraction, study["N"])
     selection = select_view(y, x, threshold, float(overlap["min_direct_rate"]))
     ky, kx = y[selection.mask], x[selection.mask]
     meta: dict[str, Any] = {
@@ -114,13 +115,12 @@ def full_view_summary(full: Record, study: dict[str, Any]) -> dict[str, Any]:
     return {**view_summary(full), **overlap_metrics(full["ycoords"], full["xcoords"], study)}
 
 
-def build_overlap_manifest(study: dict[str, Any], *summaries: dict[str, Any]) -> pd.DataFrame:
+def build_overlap_manifest(*summaries: dict[str, Any]) -> pd.DataFrame:
     """One row per dose x view x split: status, counts, strategy, rates, bound, overlap, dataset name."""
-    labels = {float(v): k for k, v in study["doses"].items()}
-    rows = []
-    for summary in summaries:
-        label = labels.get(float(summary["dose"]), "?")
-        rows.append({"dose_label": label, **summary, "dataset": f"{label}.{summary['view']}.{summary['split']}.ptycho"})
+    rows = [
+        {**summary, "dataset": f"{summary['dose_label']}.{summary['view']}.{summary['split']}.ptycho"}
+        for summary in summaries
+    ]
     first = ["dose_label", "dose", "view", "split", "status", "n_positions", "selection_strategy"]
     frame = pd.DataFrame(rows)
     return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]

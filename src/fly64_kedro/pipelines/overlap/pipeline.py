@@ -49,7 +49,5 @@ def create_pipeline(**kwargs) -> Pipeline:
         for dose in DOSES
     ]
     summaries = [f"{d}.{v}.{s}.view_summary" for d in DOSES for v in VIEWS for s in SPLITS]
-    manifest = node(
-        build_overlap_manifest, ["params:study", *summaries], "overlap_manifest", name="build_overlap_manifest"
-    )
+    manifest = node(build_overlap_manifest, summaries, "overlap_manifest", name="build_overlap_manifest")
     return Pipeline([*per_dose, manifest], tags="overlap")

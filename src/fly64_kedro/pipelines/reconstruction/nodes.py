@@ -7,6 +7,7 @@ run stops and no good record is overwritten by a failed one."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,45 +17,21 @@ import numpy as np
 import pandas as pd
 
 from fly64_kedro.contract import weights_digest
-from fly64_kedro.engines.lsqml import validate_settings as validate_lsqml_settings
-from fly64_kedro.engines.pinn.settings import validate_settings as validate_pinn_settings
 from fly64_kedro.engines.workers import run_in_worker
-from fly64_kedro.record import Record
-from fly64_kedro.study import MODEL_NAMES, ParameterError
+from fly64_kedro.record import VIEW_FIELDS, Record, view_meta
+from fly64_kedro.study import ENGINES_BY_LABEL, Engine, ParameterError
 
 logger = logging.getLogger(__name__)
-
-LSQML_TARGET = "fly64_kedro.engines.lsqml:reconstruct"
-PINN_TRAIN_TARGET = "fly64_kedro.engines.pinn.training:train"
-PINN_RECONSTRUCT_TARGET = "fly64_kedro.engines.pinn.training:reconstruct"
-
-# View metadata every job record and manifest row carries (docs/science.md "Overlap views" fields).
-VIEW_FIELDS = (
-    "dose",
-    "view",
-    "split",
-    "selection_strategy",
-    "acceptance_rate",
-    "spacing_threshold",
-    "n_accepted",
-    "n_rejected",
-    "image_overlap",
-    "group_overlap",
-)
 
 
 def _job_name(view: Record, method: str) -> str:
     return f"dose={view.meta.get('dose', 0):g} {view.meta.get('view')}/{view.meta.get('split')} {method}"
 
 
-def _view_meta(view: Record) -> dict[str, Any]:
-    return {k: view.meta[k] for k in VIEW_FIELDS if k in view.meta}
-
-
 def _not_run(status: str, reason: str, job: str, method: str, view: Record, started: float) -> Record:
     log = logger.warning if status == "skipped" else logger.error
     log("job %s: %s: %s", job, status, reason)
-    meta = {"status": status, "reason": reason, "job": job, "method": method, **_view_meta(view)}
+    meta = {"status": status, "reason": reason, "job": job, "method": method, **view_meta(view)}
     return Record({}, {**meta, "duration_s": time.perf_counter() - started})
 
 
@@ -75,18 +52,27 @@ def _run_job(job: str, method: str, views: tuple[Record, ...], call: Callable[[]
     return record.with_meta(duration_s=time.perf_counter() - started)
 
 
-def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
-    """pty-chi LSQML of one view: object (H x W, object pixels), probe, positions used, per-epoch loss."""
-    job = _job_name(view, "lsqml")
+def checked_settings(engine: Engine, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` checked by the engine's own rules (no torch or TensorFlow import); raises ``ParameterError``."""
+    module, function = engine.validate.split(":")
     try:
-        validate_lsqml_settings(settings)
+        getattr(importlib.import_module(module), function)(settings)
     except ValueError as exc:
-        raise ParameterError("reconstruction.lsqml", str(exc)) from exc
+        raise ParameterError(f"reconstruction.{engine.settings}", str(exc)) from exc
+    return settings
+
+
+def reconstruct_direct(view: Record, settings: dict[str, Any], label: str) -> Record:
+    """A direct engine (e.g. pty-chi LSQML) on one view: object (H x W, object pixels), probe, positions used,
+    per-epoch loss, epochs run and why it stopped."""
+    engine = ENGINES_BY_LABEL[label]
+    job = _job_name(view, label)
+    checked_settings(engine, settings)
 
     def call() -> Record:
         result = run_in_worker(
-            "torch",
-            LSQML_TARGET,
+            engine.worker,
+            engine.target,
             view["diffraction"],
             view["ycoords"],
             view["xcoords"],
@@ -106,8 +92,8 @@ def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
         meta = {
             "status": "ok",
             "job": job,
-            "method": "lsqml",
-            "model": MODEL_NAMES["lsqml"],
+            "method": label,
+            "model": engine.name,
             "N": view.meta.get("N"),
             "wall_time_s": result["wall_time_s"],
             "device": result["device"],
@@ -115,16 +101,16 @@ def reconstruct_lsqml(view: Record, settings: dict[str, Any]) -> Record:
             "epochs_run": result["epochs_run"],
             "stop_reason": result["stop_reason"],
             "final_loss": float(arrays["loss"][-1]) if len(arrays["loss"]) else float("nan"),
-            **_view_meta(view),
+            **view_meta(view),
         }
         return Record(arrays, meta)
 
-    return _run_job(job, "lsqml", (view,), call)
+    return _run_job(job, label, (view,), call)
 
 
-def pinn_settings(settings: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
-    """The settings a PINN job runs with (``reconstruction.pinn`` plus the study's K and seeds), checked without
-    TensorFlow; raises ``ParameterError``."""
+def trained_settings(engine: Engine, settings: dict[str, Any], study: dict[str, Any]) -> dict[str, Any]:
+    """The settings a trained engine's job runs with (its parameters plus the study's K and seeds), checked
+    without TensorFlow; raises ``ParameterError``."""
     seeds = study["seeds"]
     merged = {
         **settings,
@@ -132,25 +118,22 @@ def pinn_settings(settings: dict[str, Any], study: dict[str, Any]) -> dict[str, 
         "grouping_seed": seeds["grouping"],
         "subsampling_seed": seeds["subsampling"],
     }
-    try:
-        validate_pinn_settings(merged)
-    except ValueError as exc:
-        raise ParameterError("reconstruction.pinn", str(exc)) from exc
-    return merged
+    return checked_settings(engine, merged)
 
 
-def train_pinn(
-    train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str, gridsize: int
-) -> Record:
-    """Train one PtychoPINN variant without labels on a train view; weights (float32) with SHA-256 and size."""
+def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str) -> Record:
+    """Train one trained engine (a PtychoPINN variant) without labels on a train view; weights (float32) with
+    SHA-256 and size, the per-epoch history, epochs run and why training stopped."""
+    engine = ENGINES_BY_LABEL[label]
     job = _job_name(train_view, f"{label} training")
-    job_settings = pinn_settings(settings, study)
+    job_settings = trained_settings(engine, settings, study)
+    gridsize = engine.gridsize
 
     def call() -> Record:
         scale = float(train_view.meta["scale"])
         result = run_in_worker(
-            "tensorflow",
-            PINN_TRAIN_TARGET,
+            engine.worker,
+            engine.train,
             train_view["diffraction"],
             train_view["ycoords"],
             train_view["xcoords"],
@@ -167,7 +150,7 @@ def train_pinn(
             "status": "ok",
             "job": job,
             "method": label,
-            "model": MODEL_NAMES[label],
+            "model": engine.name,
             "gridsize": gridsize,
             "config": result["config"],
             "weight_names": names,
@@ -182,25 +165,26 @@ def train_pinn(
             "weights_sha256": weights_digest(arrays),
             "weights_bytes": int(sum(a.nbytes for a in arrays.values())),
             "scale": scale,
-            **_view_meta(train_view),
+            **view_meta(train_view),
         }
         return Record(arrays, meta)
 
     return _run_job(job, label, (train_view,), call)
 
 
-def reconstruct_pinn(
+def apply_model(
     model: Record, test_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str
 ) -> Record:
-    """Apply a trained PtychoPINN to a test view and stitch the object in the ground truth's pixel frame."""
+    """Apply a trained model to a test view and stitch the object in the ground truth's pixel frame."""
+    engine = ENGINES_BY_LABEL[label]
     job = _job_name(test_view, label)
-    job_settings = pinn_settings(settings, study)
+    job_settings = trained_settings(engine, settings, study)
 
     def call() -> Record:
         weights = {name: model[f"weight_{i:03d}"] for i, name in enumerate(model.meta["weight_names"])}
         result = run_in_worker(
-            "tensorflow",
-            PINN_RECONSTRUCT_TARGET,
+            engine.worker,
+            engine.target,
             weights,
             model.meta["config"],
             test_view["diffraction"],
@@ -223,7 +207,7 @@ def reconstruct_pinn(
             "status": "ok",
             "job": job,
             "method": label,
-            "model": MODEL_NAMES[label],
+            "model": engine.name,
             "N": test_view.meta.get("N"),
             "wall_time_s": result["wall_time_s"],
             "inference_s": result["inference_s"],
@@ -234,7 +218,7 @@ def reconstruct_pinn(
             # the training's convergence travels with the reconstruction, so the report can plot it per job
             **{key: model.meta.get(key) for key in ("history", "epochs_run", "stop_reason", "best_epoch")},
             "weights_sha256": model.meta.get("weights_sha256"),
-            **_view_meta(test_view),
+            **view_meta(test_view),
         }
         return Record(arrays, meta)
 
@@ -255,7 +239,7 @@ def build_reconstruction_manifest(*results: Record) -> pd.DataFrame:
             {
                 "job": meta.get("job"),
                 "method": meta.get("method"),
-                "model": MODEL_NAMES.get(meta.get("method", ""), ""),
+                "model": ENGINES_BY_LABEL[meta["method"]].name if meta.get("method") in ENGINES_BY_LABEL else "",
                 "status": result.status,
                 "reason": meta.get("reason", ""),
                 "duration_s": meta.get("duration_s"),

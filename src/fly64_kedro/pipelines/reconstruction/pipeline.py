@@ -7,12 +7,12 @@ from kedro.pipeline import Pipeline, node
 
 from fly64_kedro.pipelines.namespacing import instantiate
 from fly64_kedro.pipelines.reconstruction.nodes import (
+    apply_model,
     build_reconstruction_manifest,
-    reconstruct_lsqml,
-    reconstruct_pinn,
-    train_pinn,
+    reconstruct_direct,
+    train_model,
 )
-from fly64_kedro.study import DOSES, PINN_VARIANTS, SPLITS, VIEWS
+from fly64_kedro.study import DOSES, ENGINES, SPLITS
 
 
 def _bind(func, **kwargs):
@@ -20,34 +20,38 @@ def _bind(func, **kwargs):
 
 
 def dose_template() -> Pipeline:
-    """All jobs of one dose; reused under every dose namespace."""
-    nodes = [
-        node(
-            reconstruct_lsqml,
-            [f"{view}__{split}__ptycho", "params:lsqml"],
-            f"{view}__{split}__lsqml",
-            name=f"lsqml_{view}_{split}",
-            tags="lsqml",
-        )
-        for view in VIEWS
-        for split in SPLITS
-    ]
-    for variant in PINN_VARIANTS:
-        for view in variant.views:
+    """All jobs of one dose, one set per engine of ``study.ENGINES``; reused under every dose namespace."""
+    nodes = []
+    for engine in ENGINES:
+        settings = f"params:{engine.settings}"
+        if not engine.trained:
             nodes += [
                 node(
-                    _bind(train_pinn, label=variant.label, gridsize=variant.gridsize),
-                    [f"{view}__train__ptycho", "params:pinn", "params:study"],
-                    f"{view}__{variant.label}__model",
-                    name=f"train_{variant.label}_{view}",
-                    tags="pinn",
+                    _bind(reconstruct_direct, label=engine.label),
+                    [f"{view}__{split}__ptycho", settings],
+                    f"{view}__{split}__{engine.label}",
+                    name=f"{engine.label}_{view}_{split}",
+                    tags=engine.settings,
+                )
+                for view in engine.views
+                for split in SPLITS
+            ]
+            continue
+        for view in engine.views:
+            nodes += [
+                node(
+                    _bind(train_model, label=engine.label),
+                    [f"{view}__train__ptycho", settings, "params:study"],
+                    f"{view}__{engine.label}__model",
+                    name=f"train_{engine.label}_{view}",
+                    tags=engine.settings,
                 ),
                 node(
-                    _bind(reconstruct_pinn, label=variant.label),
-                    [f"{view}__{variant.label}__model", f"{view}__test__ptycho", "params:pinn", "params:study"],
-                    f"{view}__test__{variant.label}",
-                    name=f"{variant.label}_{view}_test",
-                    tags="pinn",
+                    _bind(apply_model, label=engine.label),
+                    [f"{view}__{engine.label}__model", f"{view}__test__ptycho", settings, "params:study"],
+                    f"{view}__test__{engine.label}",
+                    name=f"{engine.label}_{view}_test",
+                    tags=engine.settings,
                 ),
             ]
     return Pipeline(nodes)
@@ -55,26 +59,19 @@ def dose_template() -> Pipeline:
 
 def job_outputs(dose: str) -> list[str]:
     """Every job record of one dose (reconstructions and trained models)."""
-    names = [f"{dose}.{view}.{split}.lsqml" for view in VIEWS for split in SPLITS]
-    for variant in PINN_VARIANTS:
-        names += [f"{dose}.{view}.{variant.label}.model" for view in variant.views]
-        names += [f"{dose}.{view}.test.{variant.label}" for view in variant.views]
+    names = []
+    for engine in ENGINES:
+        if engine.trained:
+            names += [f"{dose}.{view}.{engine.label}.model" for view in engine.views]
+        names += [f"{dose}.{view}.{split}.{engine.label}" for view in engine.views for split in engine.splits]
     return names
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """``kedro run --pipeline reconstruction``."""
+    parameters = {f"params:{e.settings}": f"params:reconstruction.{e.settings}" for e in ENGINES}
     per_dose = [
-        instantiate(
-            dose_template(),
-            dose,
-            parameters={
-                "params:lsqml": "params:reconstruction.lsqml",
-                "params:pinn": "params:reconstruction.pinn",
-                "params:study": "params:study",
-            },
-        )
-        for dose in DOSES
+        instantiate(dose_template(), dose, parameters={**parameters, "params:study": "params:study"}) for dose in DOSES
     ]
     manifest = node(
         build_reconstruction_manifest,

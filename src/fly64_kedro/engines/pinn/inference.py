@@ -1,0 +1,120 @@
+"""Apply a trained PINN to a test view and stitch its patches (docs/science.md "Reconstruction: PtychoPINN").
+
+Runs inside the "tensorflow" worker (imports TensorFlow), e.g.
+``run_in_worker("tensorflow", "fly64_kedro.engines.pinn.inference:reconstruct", weights, config, ...)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from fly64_kedro.engines.accelerators import tensorflow_device
+from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_threads, grouped
+from fly64_kedro.engines.pinn.model import PinnModels, build_models
+from fly64_kedro.engines.pinn.settings import validate_settings
+from fly64_kedro.geometry.grouping import draw_groups
+from fly64_kedro.physics.stitching import stitch_patches
+
+logger = logging.getLogger(__name__)
+
+
+def load_models(weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) -> PinnModels:
+    """Rebuild both models from ``config`` and set every weight; ValueError if the names or shapes disagree."""
+    if config.get("format") != CONFIG_FORMAT:
+        raise ValueError(f"PINN config format must be {CONFIG_FORMAT!r}, got {config.get('format')!r}")
+    models = build_models(dict(config))
+    variables = {v.path: v for v in models.training.weights}
+    if set(variables) != set(weights):
+        missing, unexpected = sorted(set(variables) - set(weights)), sorted(set(weights) - set(variables))
+        raise ValueError(f"PINN weights do not match the config: missing {missing}, unexpected {unexpected}")
+    for name, variable in variables.items():
+        value = np.asarray(weights[name], dtype=np.float32)
+        if value.shape != tuple(variable.shape):
+            raise ValueError(f"PINN weight {name} has shape {value.shape}, the model needs {tuple(variable.shape)}")
+        variable.assign(value)
+    return models
+
+
+def reconstruct(
+    weights: Mapping[str, np.ndarray],
+    config: Mapping[str, Any],
+    diffraction: np.ndarray,
+    ycoords: np.ndarray,
+    xcoords: np.ndarray,
+    probe: np.ndarray,
+    scale: float,
+    object_shape: tuple[int, int],
+    settings: Mapping[str, Any],
+    job: str = "",
+) -> dict[str, Any]:
+    """Predict every pattern's object patch with a trained model and stitch them into the (H, W) object.
+
+    The patches are those the physics layer saw in training: at gridsize 2 every position seeds a group drawn
+    (grouping_seed, neighbour_pool) from these positions, and its patch is the group's canvas average, so
+    neighbours agree. Stitching is the |P|^2-weighted mean after phase synchronisation (physics/stitching.py).
+    ``scale`` is checked only: the stored amplitudes are already exposure-independent, and the model carries its
+    probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights (|P|^2 units),
+    "wall_time_s", "inference_s" (prediction only, after one warm-up batch), "patterns_per_s", "device"}.
+    """
+    started = time.perf_counter()
+    opts = validate_settings(settings)
+    diffraction, probe = np.asarray(diffraction), np.asarray(probe)
+    ycoords, xcoords = np.asarray(ycoords, dtype=np.float64), np.asarray(xcoords, dtype=np.float64)
+    check_data(diffraction, ycoords, xcoords, probe, scale)
+    if diffraction.shape[1] != config["N"]:
+        raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
+    configure_threads(opts["threads"])
+    tf.config.experimental.enable_op_determinism()
+    model = load_models(weights, config).merged
+    device = tensorflow_device()
+
+    gridsize, n = config["gridsize"], len(diffraction)
+    groups = np.arange(n)[:, None]
+    if gridsize > 1:
+        groups = draw_groups(ycoords, xcoords, gridsize**2, opts["neighbour_pool"], opts["grouping_seed"])
+    # Batch by batch, keeping only each group's seed channel: memory stays O(batch), not O(n * C) (at paper scale
+    # the whole grouped stack and the model's outputs would be several GB). Whole batches only (the last one is
+    # zero-padded), so every batch has one shape and the timed loop never retraces.
+    batch = min(opts["inference_batch_size"], n)
+    n_pix = config["N"]
+
+    def batch_inputs(start: int) -> list[np.ndarray]:
+        inputs, offsets = grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
+        pad = batch - len(inputs)
+        inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
+        offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
+        return [inputs, offsets] if gridsize > 1 else [inputs]
+
+    model.predict_on_batch(batch_inputs(0))  # warm-up: traces the graph outside the timed loop
+    patches = np.empty((n, n_pix, n_pix), np.complex64)
+    tick = time.perf_counter()
+    for start in range(0, n, batch):
+        real, imag = (np.asarray(t) for t in model.predict_on_batch(batch_inputs(start)))
+        count = min(batch, n - start)
+        patches[start : start + count] = real[:count, :, :, 0] + 1j * imag[:count, :, :, 0]  # channel 0: the seed
+    inference_s = time.perf_counter() - tick
+
+    stitched = stitch_patches(patches, ycoords, xcoords, object_shape, probe)
+    result = {
+        "object": stitched.object,
+        "coverage": stitched.coverage,
+        "wall_time_s": time.perf_counter() - started,
+        "inference_s": inference_s,
+        "patterns_per_s": n / inference_s,
+        "device": device,
+    }
+    logger.info(
+        "PINN %s: reconstructed %d patterns, inference %.2f s (%.0f patterns/s), total %.1f s",
+        job,
+        n,
+        inference_s,
+        result["patterns_per_s"],
+        result["wall_time_s"],
+    )
+    return result
