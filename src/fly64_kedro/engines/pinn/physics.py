@@ -81,8 +81,8 @@ class FarFieldLayer(keras.layers.Layer):
 
     The probe is a non-trainable weight (so a saved model carries it). The intensity scale is
     scale = exp(SCALE_RATE * log_scale_over_rate), initialised to s, the exposure scale, so predicted counts start
-    at the simulator's dose; it is trainable only with ``trainable_scale`` (upstream's default). With the probe and
-    the dose known, s is exact, and a trainable scale lets the object's amplitude level trade against it.
+    at the simulator's dose; it is trainable with ``trainable_scale`` (upstream's default, and the project's:
+    with it fixed, the 1e4 gridsize-1 network left the phase flat, test phase R2 0.08 against 0.82 learnt).
     """
 
     def __init__(

@@ -31,7 +31,7 @@ OPTIONAL = {
     "min_learning_rate": 1e-4,
     "refine_epochs": 0,
     "augment": True,
-    "trainable_scale": False,
+    "trainable_scale": True,
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 
@@ -44,7 +44,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     threads (null = TensorFlow's default). Optional: inference_batch_size (64), jit_compile (XLA for training:
     "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), refine_epochs
     (test-time refinement epochs, 0 = none), augment (random symmetries of the probe, true), trainable_scale
-    (learn the intensity scale instead of using the known exposure scale, false).
+    (learn the intensity scale, starting from the known exposure scale, as upstream does; true).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
