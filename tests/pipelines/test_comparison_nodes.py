@@ -3,8 +3,11 @@ empty cells and footnotes, dose labels."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from matplotlib import image as mpimg
 
 from fly64_kedro.physics.forward import extract_patches
 from fly64_kedro.physics.synthetic_object import focused_probe, synthetic_fly_object
@@ -13,6 +16,7 @@ from fly64_kedro.pipelines.comparison.nodes import (
     TRUTH_PATCHES,
     build_metrics_table,
     compare_job,
+    dose_grid,
     dose_label,
     headline_table,
 )
@@ -103,3 +107,15 @@ def test_headline_table_leaves_failed_cells_empty_and_says_why(job) -> None:
 @pytest.mark.parametrize("dose, label", [(1000.0, "1e3"), (1e4, "1e4"), (1e5, "1e5"), (2500.0, "2500")])
 def test_dose_label(dose: float, label: str) -> None:
     assert dose_label(dose) == label
+
+
+def test_dose_grid_stacks_every_job_grid_into_one_image() -> None:
+    def png(width: int, value: float) -> bytes:
+        buffer = io.BytesIO()
+        mpimg.imsave(buffer, np.full((10, width, 3), value), format="png")
+        return buffer.getvalue()
+
+    stacked = mpimg.imread(io.BytesIO(dose_grid([png(30, 0.0), png(50, 0.5)])), format="png")
+    assert stacked.shape[:2] == (20, 50)  # heights add up, the narrower grid is padded to the widest
+    assert stacked[:10, :30, :3].max() == 0 and stacked[:10, 30:, :3].min() == 1  # white padding
+    assert np.allclose(stacked[10:, :, :3], 0.5, atol=0.01)

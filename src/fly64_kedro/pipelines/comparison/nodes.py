@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import image as mpimg
 from matplotlib.figure import Figure
 
 from fly64_kedro.metrics.alignment import Alignment, align_to_truth, compared_region
@@ -389,6 +391,17 @@ def _img(png: bytes, kind: str) -> str:
     return f'<img class="{kind}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def dose_grid(pngs: list[bytes]) -> bytes:
+    """One image grid per dose: its jobs' grids (each truth, models, floors; all on the study's shared colour
+    scales) stacked top to bottom, padded white to the widest, as one PNG."""
+    images = [mpimg.imread(io.BytesIO(png), format="png")[..., :3] for png in pngs]
+    width = max(image.shape[1] for image in images)
+    padded = [np.pad(im, ((0, 0), (0, width - im.shape[1]), (0, 0)), constant_values=1.0) for im in images]
+    buffer = io.BytesIO()
+    mpimg.imsave(buffer, np.concatenate(padded, axis=0), format="png")
+    return buffer.getvalue()
+
+
 def _provenance_html(block: dict[str, Any]) -> str:
     dirty = {True: " (working tree dirty)", False: " (clean)", None: ""}[block["dirty"]]
     packages = "".join(
@@ -464,10 +477,13 @@ def render_report(
     ]
     for dose in sorted({record["dose"] for record in records}):
         chosen = [i for i, record in enumerate(records) if record["dose"] == dose]
-        content = _jobs_html([records[i] for i in chosen]) + "".join(
-            _img(grids[i], "grid") + _img(convergence[i], "convergence") for i in chosen
+        grid = _img(dose_grid([grids[i] for i in chosen]), "grid")
+        content = (
+            _jobs_html([records[i] for i in chosen])
+            + f"<h3>Image grid: every view and split (truth, models, floors)</h3>{grid}<h3>Convergence</h3>"
+            + "".join(_img(convergence[i], "convergence") for i in chosen)
         )
-        sections.append((f"Dose {dose_label(dose)}: jobs, image grids and convergence", content))
+        sections.append((f"Dose {dose_label(dose)}: jobs, image grid and convergence", content))
     sections += [
         ("PtychoPINN minus pty-chi LSQML", _display(deltas, 4)),
         ("Reconstruction jobs", _display(reconstruction_manifest, 3)),
