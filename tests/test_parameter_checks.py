@@ -9,8 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from kedro.config import OmegaConfigLoader
-from session import PROJECT_ROOT
+from session import PROJECT_ROOT, load_parameters
 
 from fly64_kedro.hooks import check_simulation_memory, machine_memory_bytes, validate_parameters
 from fly64_kedro.study import ParameterError, simulation_peak_bytes
@@ -19,14 +18,7 @@ MEMORY = 64 * 2**30  # a 64 GiB machine: the shipped profiles fit, so only the r
 
 
 def parameters(env: str = "tiny") -> dict:
-    loader = OmegaConfigLoader(
-        str(PROJECT_ROOT / "conf"),
-        env=env,
-        base_env="base",
-        default_run_env="base",
-        merge_strategy={"parameters": "soft"},
-    )
-    return loader["parameters"]
+    return load_parameters(env)
 
 
 @pytest.mark.parametrize("env", ["base", "tiny", "paper"])

@@ -6,9 +6,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from kedro.config import OmegaConfigLoader
 from omegaconf import OmegaConf
-from session import PROJECT_ROOT
+from session import PROJECT_ROOT, load_parameters
 
 from fly64_kedro.study import ParameterError, unknown_parameters, validate_study
 
@@ -66,28 +65,11 @@ def test_unknown_parameters_lists_every_path_the_base_lacks() -> None:
 
 @pytest.mark.parametrize("env", ["tiny", "paper"])
 def test_every_shipped_environment_only_overrides_base_parameters(env: str) -> None:
-    def load(run_env: str) -> dict:
-        loader = OmegaConfigLoader(
-            str(PROJECT_ROOT / "conf"),
-            env=run_env,
-            base_env="base",
-            default_run_env="base",
-            merge_strategy={"parameters": "soft"},
-        )
-        return loader["parameters"]
-
-    assert unknown_parameters(load("base"), load(env)) == []
+    assert unknown_parameters(load_parameters("base"), load_parameters(env)) == []
 
 
 def test_paper_profile_resolves_to_upstream_sizes_and_convergence_rules() -> None:
-    loader = OmegaConfigLoader(
-        str(PROJECT_ROOT / "conf"),
-        env="paper",
-        base_env="base",
-        default_run_env="base",
-        merge_strategy={"parameters": "soft"},
-    )
-    params = loader["parameters"]
+    params = load_parameters("paper")
     pinn, lsqml = params["reconstruction"]["pinn"], params["reconstruction"]["lsqml"]
     assert (pinn["batch_size"], pinn["n_groups"], pinn["learning_rate"]) == (16, 512, 1e-3)  # upstream's
     assert (lsqml["batch_size"], params["study"]["N"]) == (96, 128)

@@ -5,10 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_parameters(env: str) -> dict:
+    """The parameters a run under ``env`` sees (base soft-merged with the environment), as the project loads them."""
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"),
+        env=env,
+        base_env="base",
+        default_run_env="base",
+        merge_strategy={"parameters": "soft"},
+    )
+    return loader["parameters"]
 
 
 def run_session(
