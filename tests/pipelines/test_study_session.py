@@ -61,7 +61,8 @@ def test_figures_and_report_are_written(study: Path) -> None:
                 assert (study / dose / f"{view}_{split}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert (study / dose / f"{view}_{split}_convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (study / "report.html").read_text()
-    assert report.count("data:image/png;base64,") == 2 + 2 * len(DOSES) * len(VIEWS) * len(SPLITS)
+    # two study figures, one image grid per dose, one convergence plot per job
+    assert report.count("data:image/png;base64,") == 2 + len(DOSES) + len(DOSES) * len(VIEWS) * len(SPLITS)
     assert "MS-SSIM" in report and MODEL_NAMES["lsqml"] in report and "PtychoPINN" in report
 
 
