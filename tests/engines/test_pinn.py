@@ -315,7 +315,6 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
         ("min_learning_rate", 1.0),  # above learning_rate
         ("augment", "yes"),
         ("trainable_scale", 1),
-        ("refine_epochs", -1),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

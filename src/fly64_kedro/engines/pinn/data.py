@@ -39,8 +39,10 @@ def check_data(
         raise ValueError(f"exposure scale must be finite and > 0, got {scale}")
 
 
-def configure_threads(threads: int | None) -> None:
-    """Set TensorFlow's intra/inter-op threads; possible only before the worker's first TensorFlow op."""
+def configure_worker(threads: int | None) -> None:
+    """Deterministic TensorFlow kernels (same parameters, same numbers; a few % slower) and the intra/inter-op
+    ``threads`` (settable only before the worker's first TensorFlow op; None keeps TensorFlow's default)."""
+    tf.config.experimental.enable_op_determinism()
     if threads is None:
         return
     current = (

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from fly64_kedro.engines.accelerators import tensorflow_device
-from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_threads, grouped
+from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.settings import validate_settings
 from fly64_kedro.geometry.grouping import draw_groups
@@ -69,8 +68,7 @@ def reconstruct(
     check_data(diffraction, ycoords, xcoords, probe, scale)
     if diffraction.shape[1] != config["N"]:
         raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
-    configure_threads(opts["threads"])
-    tf.config.experimental.enable_op_determinism()
+    configure_worker(opts["threads"])
     model = load_models(weights, config).merged
     device = tensorflow_device()
 

@@ -90,7 +90,7 @@ class FarFieldLayer(keras.layers.Layer):
         n_pix: int,
         scale: float,
         probe: np.ndarray | None = None,
-        trainable_scale: bool = False,
+        trainable_scale: bool = True,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)

@@ -29,7 +29,6 @@ OPTIONAL = {
     "inference_batch_size": 64,
     "jit_compile": "auto",
     "min_learning_rate": 1e-4,
-    "refine_epochs": 0,
     "augment": True,
     "trainable_scale": True,
 }
@@ -42,9 +41,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     Required: epochs, batch_size, learning_rate, plateau_patience, early_stopping_patience, validation_fraction,
     n_groups (null = all), filters, neighbour_pool, grouping_seed, subsampling_seed, training_seed,
     threads (null = TensorFlow's default). Optional: inference_batch_size (64), jit_compile (XLA for training:
-    "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), refine_epochs
-    (test-time refinement epochs, 0 = none), augment (random symmetries of the probe, true), trainable_scale
-    (learn the intensity scale, starting from the known exposure scale, as upstream does; true).
+    "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), augment
+    (random symmetries of the probe, true), trainable_scale (learn the intensity scale, starting from the known
+    exposure scale, as upstream does; true).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -52,7 +51,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"PINN settings are missing {', '.join(missing)}")
     checked = {**OPTIONAL, **settings}
-    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1, "refine_epochs": 0}.items():
+    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1}.items():
         value = checked[name]
         if value is None and name in NULLABLE:
             continue

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from fly64_kedro.engines.accelerators import tensorflow_device
 from fly64_kedro.engines.pinn import symmetry
-from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_threads, grouped
+from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import poisson_nll
 from fly64_kedro.engines.pinn.settings import validate_settings
@@ -133,10 +133,8 @@ def fit(
     channels, n_pix = gridsize**2, diffraction.shape[1]
     if gridsize > 1 and opts["neighbour_pool"] < channels:
         raise ValueError(f"PINN setting neighbour_pool K={opts['neighbour_pool']} must be >= C={channels} (gridsize^2)")
-    configure_threads(opts["threads"])
-    # Same parameters, same numbers: seeded weights and shuffles, and deterministic kernels (a few % slower).
-    keras.utils.set_random_seed(opts["training_seed"])
-    tf.config.experimental.enable_op_determinism()
+    configure_worker(opts["threads"])
+    keras.utils.set_random_seed(opts["training_seed"])  # seeded weights and shuffles
 
     pool = opts["neighbour_pool"] if gridsize > 1 else 1
     groups = draw_groups(
