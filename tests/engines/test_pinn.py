@@ -120,6 +120,7 @@ def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> 
         "input_scale": 1.0,
         "intensity_scale": data["scale"],
         "trainable_scale": True,
+        "output": "cartesian",
     }
     training = build_models({**config, "canvas_radius": 0}, data["probe"]).training
     inputs = data["diffraction"][:, :, :, None].astype(np.float32)
@@ -130,6 +131,20 @@ def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> 
     training.fit(inputs, counts, batch_size=16, epochs=epochs, shuffle=False, verbose=0)
     learnt = np.exp(SCALE_RATE * training.get_layer("physics").log_scale_over_rate.numpy())
     return float(learnt / data["scale"])
+
+
+def _worker_untrained_object(output: str) -> np.ndarray:
+    """The (real, imag) object patches an untrained model predicts from random diffraction."""
+    import keras
+
+    from fly64_kedro.engines.pinn.model import build_models
+
+    keras.utils.set_random_seed(0)
+    config = {"N": N, "gridsize": 1, "filters": 8, "input_scale": 1.0, "intensity_scale": 1.0}
+    models = build_models({**config, "trainable_scale": True, "output": output, "canvas_radius": 0})
+    inputs = np.random.default_rng(0).uniform(0, 1, (4, N, N, 1)).astype(np.float32)
+    real, imag = models.merged.predict(inputs, verbose=0)
+    return real + 1j * imag
 
 
 def _worker_predict(weights: dict[str, np.ndarray], config: dict[str, Any], diffraction: np.ndarray) -> np.ndarray:
@@ -204,14 +219,29 @@ def test_intensity_scale_is_learnt_within_tens_of_steps() -> None:
     assert ratio == pytest.approx(2.0, rel=0.05)
 
 
+def test_cartesian_network_starts_at_half_transmission_and_polar_at_zero_phase() -> None:
+    """From a zero start the cartesian network sends no photons out and training stalls (measured: the validation
+    loss stayed at its first value for 20 epochs); its real part therefore starts at 0.5."""
+    cartesian = in_tf("_worker_untrained_object", "cartesian")
+    assert np.abs(cartesian).mean() == pytest.approx(0.5, abs=0.1) and np.abs(np.angle(cartesian)).mean() < 0.3
+    polar = in_tf("_worker_untrained_object", "polar")
+    assert np.abs(polar).mean() == pytest.approx(0.5, abs=0.1) and np.abs(np.angle(polar)).mean() < 0.3
+
+
 # ---------------------------------------------------------------- training, reload, reconstruction
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["gridsize1", "gridsize2"])
+@pytest.fixture(
+    scope="module",
+    params=[(1, "cartesian"), (2, "cartesian"), (2, "polar")],
+    ids=["gridsize1", "gridsize2", "gridsize2-polar"],
+)
 def trained(request: pytest.FixtureRequest) -> dict[str, Any]:
     data = simulate(64, seed=5)
-    result, predictions = in_tf("_worker_fit", data, request.param, SETTINGS)
-    return {"data": data, "gridsize": request.param, "result": result, "predictions": predictions}
+    gridsize, output = request.param
+    settings = {**SETTINGS, "output": output}
+    result, predictions = in_tf("_worker_fit", data, gridsize, settings)
+    return {"data": data, "gridsize": gridsize, "settings": settings, "result": result, "predictions": predictions}
 
 
 @pytest.mark.slow
@@ -225,6 +255,7 @@ def test_training_lowers_the_loss_and_reports_its_history(trained: dict[str, Any
     assert result["epochs_run"] == SETTINGS["epochs"] and result["stop_reason"].startswith("epoch budget (4) spent")
     assert result["n_symmetries"] == 8  # the focused probe is symmetric under the whole square group
     assert result["config"]["gridsize"] == trained["gridsize"] and result["wall_time_s"] > 0
+    assert result["config"]["output"] == trained["settings"]["output"]
     assert result["device"] == "cpu"  # this machine has no GPU; a GPU machine records "gpu"
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in result["weights"].values())
     assert "physics/log_scale_over_rate" in result["weights"] and "physics/probe_real" in result["weights"]
@@ -236,11 +267,11 @@ def test_xla_training_of_the_gpu_path_matches_the_default_graph(trained: dict[st
     (measured: relative differences ~1e-4 after 4 epochs), so a GPU run does not train a different model."""
     if trained["gridsize"] == 1:
         pytest.skip("gridsize 2 runs every op of gridsize 1 plus the canvas merge")
-    xla, _ = in_tf("_worker_fit", trained["data"], 2, {**SETTINGS, "jit_compile": True})
+    xla, _ = in_tf("_worker_fit", trained["data"], 2, {**trained["settings"], "jit_compile": True})
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(xla["history"][key], trained["result"]["history"][key], rtol=1e-3)
     with pytest.raises(ValueError, match="jit_compile"):
-        in_tf("_worker_fit", trained["data"], 2, {**SETTINGS, "jit_compile": "yes"})
+        in_tf("_worker_fit", trained["data"], 2, {**trained["settings"], "jit_compile": "yes"})
 
 
 @pytest.mark.slow
@@ -248,11 +279,11 @@ def test_same_settings_train_the_same_weights(trained: dict[str, Any]) -> None:
     """Seeded weights, shuffles and symmetry draws, and TensorFlow's deterministic kernels: bit-identical reruns."""
     if trained["gridsize"] == 1:
         pytest.skip("gridsize 2 runs every op of gridsize 1 plus the canvas merge")
-    again, _ = in_tf("_worker_fit", trained["data"], 2, SETTINGS)
+    again, _ = in_tf("_worker_fit", trained["data"], 2, trained["settings"])
     assert again["history"]["loss"] == trained["result"]["history"]["loss"]
     for name, value in trained["result"]["weights"].items():
         np.testing.assert_array_equal(again["weights"][name], value, err_msg=name)
-    other, _ = in_tf("_worker_fit", trained["data"], 2, {**SETTINGS, "training_seed": 8})
+    other, _ = in_tf("_worker_fit", trained["data"], 2, {**trained["settings"], "training_seed": 8})
     assert other["history"]["loss"] != trained["result"]["history"]["loss"]  # the seed is what fixes them
 
 
@@ -293,7 +324,9 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
     assert obj.shape == test["object"].shape and obj.dtype == np.complex64 and np.all(np.isfinite(obj))
     covered = coverage > 0
     assert covered[np.round(test["y"]).astype(int), np.round(test["x"]).astype(int)].all()
-    assert np.all(obj[~covered] == 0) and np.all(np.abs(obj[covered]) <= 1 + 1e-6)  # amplitude is a sigmoid
+    # amplitude: a sigmoid (polar) or the modulus of two tanh outputs (cartesian)
+    bound = 1.0 if trained["settings"]["output"] == "polar" else np.sqrt(2.0)
+    assert np.all(obj[~covered] == 0) and np.all(np.abs(obj[covered]) <= bound + 1e-6)
     assert out["inference_s"] > 0 and out["patterns_per_s"] == pytest.approx(40 / out["inference_s"])
     assert out["device"] == "cpu"
 
@@ -315,6 +348,7 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
         ("min_learning_rate", 1.0),  # above learning_rate
         ("augment", "yes"),
         ("trainable_scale", 1),
+        ("output", "spherical"),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from fly64_kedro.engines.workers import WorkerCrashed, run_in_worker, shutdown
+from fly64_kedro.engines.workers import (
+    JobInterrupted,
+    WorkerCrashed,
+    accept_jobs,
+    run_in_worker,
+    set_processes_per_engine,
+    shutdown,
+    stop_all,
+)
 
 
 def test_result_and_exception_come_back_and_worker_is_reused() -> None:
@@ -41,6 +49,59 @@ def test_worker_spawned_by_a_thread_outlives_that_thread() -> None:
     thread.join()
     assert run_in_worker("threaded", "os:getpid") == pids[0]
     shutdown("threaded")
+
+
+def busy_interval(seconds: float) -> tuple[int, float, float]:
+    """Runs in a worker (imported by name there): its pid and the wall-clock interval it was busy."""
+    start = time.time()
+    time.sleep(seconds)
+    return os.getpid(), start, time.time()
+
+
+def test_two_processes_per_engine_run_two_jobs_at_once() -> None:
+    set_processes_per_engine(2)
+    try:
+        results: list[tuple[int, float, float]] = []
+        run = lambda: results.append(run_in_worker("pair", "test_workers:busy_interval", 1.0))  # noqa: E731
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        (pid_a, start_a, end_a), (pid_b, start_b, end_b) = results
+        assert pid_a != pid_b
+        assert start_a < end_b and start_b < end_a  # the two jobs overlapped in time
+    finally:
+        set_processes_per_engine(1)
+    with pytest.raises(ValueError, match="processes per engine must be an integer >= 1, got 0"):
+        set_processes_per_engine(0)
+
+
+def test_stopping_interrupts_running_jobs_and_refuses_new_ones_until_accepted() -> None:
+    """What a concurrent runner does on Ctrl-C: the job in flight ends with JobInterrupted (not WorkerCrashed, which
+    a node would record as a failed job), and a job submitted afterwards is not started."""
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            run_in_worker("stoppable", "time:sleep", 60.0)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    assert run_in_worker("stoppable", "os:getpid") > 0  # the worker is up before the long job starts
+    thread = threading.Thread(target=job)
+    thread.start()
+    time.sleep(0.5)
+    try:
+        stop_all()
+        thread.join(10)
+        assert not thread.is_alive() and len(errors) == 1 and isinstance(errors[0], JobInterrupted)
+        with pytest.raises(JobInterrupted, match="not started"):
+            run_in_worker("stoppable", "os:getpid")
+    finally:
+        accept_jobs()
+    assert run_in_worker("stoppable", "os:getpid") > 0
+    shutdown("stoppable")
 
 
 PARENT = """

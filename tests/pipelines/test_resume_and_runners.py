@@ -1,7 +1,8 @@
-"""Resume with --only-missing-outputs, and the Dask runner against SequentialRunner (tiny profile)."""
+"""Resume with --only-missing-outputs, and the Dask and Engine runners against SequentialRunner (tiny profile)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,46 @@ def test_parallel_runner_runs_both_engines_and_exits(tmp_path: Path, monkeypatch
     lsqml = NPZDataset(filepath=str(tmp_path / "07_model_output/d1e5/sparse_test_lsqml.npz"), contract="reconstruction")
     model = NPZDataset(filepath=str(tmp_path / "07_model_output/d1e5/sparse_pinn_gs2_model.npz"), contract="model")
     assert lsqml.load().status == "ok" and model.load().status == "ok"
+
+
+def test_engine_runner_matches_sequential_runner(tmp_path: Path) -> None:
+    """`kedro run`'s default runner (two jobs at a time, two processes per engine) gives the sequential numbers."""
+    from kedro.runner import SequentialRunner
+
+    from fly64_kedro.runners import EngineRunner
+
+    sequential, engine = tmp_path / "sequential", tmp_path / "engine"
+    run_session(sequential, pipeline_names=["generation", "overlap"], runner=SequentialRunner())
+    shutil.copytree(sequential, engine)
+    jobs = ["d1e5.lsqml_sparse_test", "d1e5.train_pinn_gs2_sparse", "d1e4.train_pinn_gs2_sparse"]
+    run_session(sequential, runner=SequentialRunner(), node_names=jobs)
+    run_session(engine, runner=EngineRunner(max_workers=2), node_names=jobs)
+    outputs = {
+        "07_model_output/d1e5/sparse_test_lsqml.npz": "reconstruction",
+        "07_model_output/d1e5/sparse_pinn_gs2_model.npz": "model",
+        "07_model_output/d1e4/sparse_pinn_gs2_model.npz": "model",
+    }
+    for rel, contract in outputs.items():
+        left = NPZDataset(filepath=str(sequential / rel), contract=contract).load()
+        right = NPZDataset(filepath=str(engine / rel), contract=contract).load()
+        assert left.meta["status"] == right.meta["status"] == "ok", rel
+        assert set(left) == set(right)
+        for key in left:
+            np.testing.assert_array_equal(left[key], right[key], err_msg=f"{rel}:{key}")
+
+
+def test_kedro_run_defaults_to_the_engine_runner() -> None:
+    from kedro.framework.cli.project import run as kedro_run
+
+    from fly64_kedro.cli import DEFAULT_RUNNER, cli
+    from fly64_kedro.runners import EngineRunner
+
+    run = cli.commands["run"]
+    defaults = {param.name: param.default for param in run.params}
+    assert defaults["runner"] == DEFAULT_RUNNER == "fly64_kedro.runners.EngineRunner"
+    assert EngineRunner().processes_per_engine == 2
+    # every other option is Kedro's own, and Kedro's command is left as it was
+    assert {k: v for k, v in defaults.items() if k != "runner"} == {
+        param.name: param.default for param in kedro_run.params if param.name != "runner"
+    }
+    assert next(param for param in kedro_run.params if param.name == "runner").default is None

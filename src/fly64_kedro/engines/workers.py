@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 _pools: dict[str, ProcessPoolExecutor] = {}
 _lock = threading.Lock()
+_processes_per_engine = 1  # set_processes_per_engine: >1 lets a concurrent runner run jobs of one engine side by side
+_stopping = threading.Event()  # set by stop_all: jobs submitted from now on are refused, not started
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -42,6 +44,11 @@ WATCHDOG_PERIOD_S = 0.5  # how often a worker checks that its parent process is 
 
 class WorkerCrashed(RuntimeError):
     """The engine's worker process died while running a job."""
+
+
+class JobInterrupted(BaseException):
+    """The job's worker was killed on purpose (``kill``: the run is being interrupted). A BaseException, like
+    KeyboardInterrupt, so a node's job-failure handling does not record it as a failed job."""
 
 
 def _set_parent_death_signal() -> None:
@@ -85,7 +92,7 @@ def _pool(engine: str) -> ProcessPoolExecutor:
         pool = _pools.get(engine)
         if pool is None:
             pool = ProcessPoolExecutor(
-                max_workers=1,
+                max_workers=_processes_per_engine,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 # ProcessPoolExecutor spawns its worker in the thread that first submits, i.e. this one.
@@ -101,10 +108,15 @@ def run_in_worker(engine: str, target: str, *args: Any, **kwargs: Any) -> Any:
     Exceptions raised by the target propagate unchanged; a dead worker raises ``WorkerCrashed``. An interrupt
     while waiting (KeyboardInterrupt, SystemExit) kills the worker, then propagates.
     """
-    future = _pool(engine).submit(_call, target, args, kwargs)
+    if _stopping.is_set():
+        raise JobInterrupted(f"the run is stopping: {target} was not started")
+    pool = _pool(engine)
+    future = pool.submit(_call, target, args, kwargs)
     try:
         return future.result()
     except BrokenProcessPool as exc:
+        if getattr(pool, "killed", False):
+            raise JobInterrupted(f"the {engine} worker was stopped while running {target}") from exc
         shutdown(engine)
         raise WorkerCrashed(f"the {engine} worker process died while running {target}") from exc
     except (KeyboardInterrupt, SystemExit):
@@ -112,11 +124,38 @@ def run_in_worker(engine: str, target: str, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def set_processes_per_engine(count: int) -> None:
+    """Give every engine ``count`` worker processes (default 1), so ``count`` jobs of one engine can run at once.
+
+    Pools already started with another size are shut down first (after their running jobs), so the next job
+    starts a pool of the new size.
+    """
+    global _processes_per_engine
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"processes per engine must be an integer >= 1, got {count!r}")
+    if count != _processes_per_engine:
+        shutdown()
+        _processes_per_engine = count
+
+
+def stop_all() -> None:
+    """Kill every worker and refuse new jobs until ``accept_jobs``: what a concurrent runner does on an interrupt, so
+    a node thread that was still loading its inputs cannot start a fresh worker afterwards."""
+    _stopping.set()
+    kill()
+
+
+def accept_jobs() -> None:
+    """Undo ``stop_all``."""
+    _stopping.clear()
+
+
 def kill(engine: str | None = None) -> None:
     """Kill one engine's worker (or all of them) now, even in the middle of a job."""
     with _lock:
         pools = [_pools.pop(name) for name in (list(_pools) if engine is None else [engine]) if name in _pools]
     for pool in pools:
+        pool.killed = True  # run_in_worker then raises JobInterrupted, not WorkerCrashed
         # ProcessPoolExecutor has no public way to stop a running job; its process table is the only handle.
         for process in list((pool._processes or {}).values()):
             process.kill()

@@ -15,7 +15,7 @@ from fly64_kedro.engines.pinn.settings import LEVELS
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FORMAT = "fly64-pinn-3"  # 3: trainable_scale in the config
+CONFIG_FORMAT = "fly64-pinn-4"  # 4: output (cartesian | polar) in the config
 
 
 def check_data(
@@ -40,9 +40,16 @@ def check_data(
 
 
 def configure_worker(threads: int | None) -> None:
-    """Deterministic TensorFlow kernels (same parameters, same numbers; a few % slower) and the intra/inter-op
-    ``threads`` (settable only before the worker's first TensorFlow op; None keeps TensorFlow's default)."""
+    """Deterministic TensorFlow kernels (same parameters, same numbers; a few % slower), GPU memory taken as
+    needed (not all of it at start, so a torch job or a second TensorFlow worker can share the GPU) and the
+    intra/inter-op ``threads`` (settable only before the worker's first TensorFlow op; None keeps TensorFlow's
+    default)."""
     tf.config.experimental.enable_op_determinism()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPU is already initialised in this worker: its setting stays
+            pass
     if threads is None:
         return
     current = (

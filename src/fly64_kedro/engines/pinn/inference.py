@@ -54,9 +54,10 @@ def reconstruct(
 ) -> dict[str, Any]:
     """Predict every pattern's object patch with a trained model and stitch them into the (H, W) object.
 
-    The patches are those the physics layer saw in training: at gridsize 2 every position seeds a group drawn
-    (grouping_seed, neighbour_pool) from these positions, and its patch is the group's canvas average, so
-    neighbours agree. Stitching is the |P|^2-weighted mean after phase synchronisation (physics/stitching.py).
+    At gridsize 2 every position seeds a group drawn (grouping_seed, neighbour_pool) from these positions; its patch
+    is the decoders' own prediction for it (``stitch: raw``, the default) or the group's canvas average, the patch
+    the physics layer saw in training (``stitch: merged``; docs/science.md compares the two). Stitching is the
+    |P|^2-weighted mean after phase synchronisation (physics/stitching.py).
     ``scale`` is checked only: the stored amplitudes are already exposure-independent, and the model carries its
     probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights (|P|^2 units),
     "wall_time_s", "inference_s" (prediction only, after one warm-up batch), "patterns_per_s", "device"}.
@@ -69,7 +70,8 @@ def reconstruct(
     if diffraction.shape[1] != config["N"]:
         raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
     configure_worker(opts["threads"])
-    model = load_models(weights, config).merged
+    models = load_models(weights, config)
+    merged = opts["stitch"] == "merged"
     device = tensorflow_device()
 
     gridsize, n = config["gridsize"], len(diffraction)
@@ -87,15 +89,22 @@ def reconstruct(
         pad = batch - len(inputs)
         inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
         offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
-        return [inputs, offsets] if gridsize > 1 else [inputs]
+        return [inputs, offsets] if gridsize > 1 and merged else [inputs]
 
-    model.predict_on_batch(batch_inputs(0))  # warm-up: traces the graph outside the timed loop
+    def seed_patches(start: int) -> np.ndarray:
+        """Channel 0 (the group's seed position): the canvas average, or the decoders' own patch."""
+        if merged:
+            real, imag = (np.asarray(t)[..., 0] for t in models.merged.predict_on_batch(batch_inputs(start)))
+            return real + 1j * imag
+        amplitude, phase = (np.asarray(t)[..., 0] for t in models.inference.predict_on_batch(batch_inputs(start)))
+        return amplitude * np.exp(1j * phase)
+
+    seed_patches(0)  # warm-up: traces the graph outside the timed loop
     patches = np.empty((n, n_pix, n_pix), np.complex64)
     tick = time.perf_counter()
     for start in range(0, n, batch):
-        real, imag = (np.asarray(t) for t in model.predict_on_batch(batch_inputs(start)))
         count = min(batch, n - start)
-        patches[start : start + count] = real[:count, :, :, 0] + 1j * imag[:count, :, :, 0]  # channel 0: the seed
+        patches[start : start + count] = seed_patches(start)[:count]
     inference_s = time.perf_counter() - tick
 
     stitched = stitch_patches(patches, ycoords, xcoords, object_shape, probe)

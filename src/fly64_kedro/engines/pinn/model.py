@@ -2,9 +2,14 @@
 "tensorflow" worker.
 
 Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored decoders
-4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels:
-amplitude through sigmoid (object amplitude in [0, 1]), phase through pi * tanh. Input: diffraction amplitudes
-(B, N, N, C) times a fixed normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
+4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels.
+``output`` "cartesian" (the default): the decoders give the object's real and imaginary parts, each through tanh,
+the real part starting at 0.5. "polar" (upstream's): amplitude through sigmoid and phase through pi * tanh. Why
+cartesian: the fly's legs sit about pi from the background in phase, and from a flat start the polar network must
+turn each leg pixel's phase through pi/2, a worse fit than no phase at all, so it often stays flat (gridsize 2,
+1 thread: test phase R2 0.01 at 1e5); the cartesian one moves the real part through 0 and learnt the phase in the
+same runs (0.55 at 1e5, 0.36 at 1e3; docs/science.md). Input: diffraction amplitudes (B, N, N, C) times a fixed
+normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
 
 gridsize 2: the C predicted patches of a group are splatted onto a shared canvas at their offsets from the
 group's reference point (bilinear, the adjoint of extraction), averaged where they overlap, and re-extracted at
@@ -45,6 +50,14 @@ class PolarToCartesian(keras.layers.Layer):
     def call(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
         amplitude, phase = inputs
         return [amplitude * tf.cos(phase), amplitude * tf.sin(phase)]
+
+
+class CartesianToPolar(keras.layers.Layer):
+    """(real, imag) -> (amplitude, phase)."""
+
+    def call(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
+        real, imag = inputs
+        return [tf.sqrt(real * real + imag * imag), tf.math.atan2(imag, real)]
 
 
 class CanvasMerge(keras.layers.Layer):
@@ -99,18 +112,29 @@ def _conv(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
 
 
-def _decoder(x: keras.KerasTensor, filters: int, channels: int, activation: str, name: str) -> keras.KerasTensor:
+def _decoder(
+    x: keras.KerasTensor, filters: int, channels: int, activation: str, name: str, bias: float = 0.0
+) -> keras.KerasTensor:
     """Upsample N/16 -> N with filters 4f, 2f, f, f; a last conv to ``channels`` maps through ``activation``."""
     for level in reversed(range(LEVELS)):
         width = filters * 2 ** max(level - 1, 0)
         x = keras.layers.UpSampling2D(2, name=f"{name}_{level}_up")(x)
         x = _conv(x, width, f"{name}_{level}_conv_a")
         x = _conv(x, width, f"{name}_{level}_conv_b")
-    return keras.layers.Conv2D(channels, 3, padding="same", activation=activation, name=f"{name}_out")(x)
+    out = keras.layers.Conv2D(
+        channels,
+        3,
+        padding="same",
+        activation=activation,
+        bias_initializer=keras.initializers.Constant(bias),
+        name=f"{name}_out",
+    )
+    return out(x)
 
 
 def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
-    """Build the models from ``config`` (N, gridsize, filters, input_scale, intensity_scale, canvas_radius).
+    """Build the models from ``config`` (N, gridsize, filters, output, input_scale, intensity_scale, trainable_scale,
+    canvas_radius).
 
     ``probe`` (complex (N, N)) initialises the physics layer; leave it None when loading saved weights.
     """
@@ -122,11 +146,17 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_a")
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_b")
         x = keras.layers.MaxPooling2D(2, name=f"encoder_{level}_pool")(x)
-    amplitude = _decoder(x, filters, channels, "sigmoid", "amplitude")
-    phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))
+    if config["output"] == "cartesian":
+        # The object starts near a uniform 0.5 transmission (tanh(0.55) = 0.5), not at 0, where no photons leave.
+        real = _decoder(x, filters, channels, "tanh", "real", bias=math.atanh(0.5))
+        imag = _decoder(x, filters, channels, "tanh", "imag")
+        amplitude, phase = CartesianToPolar(name="cartesian_to_polar")([real, imag])
+    else:
+        amplitude = _decoder(x, filters, channels, "sigmoid", "amplitude")
+        phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))
+        real, imag = PolarToCartesian(name="polar_to_cartesian")([amplitude, phase])
     inference = keras.Model(diffraction, [amplitude, phase], name="pinn_inference")
 
-    real, imag = PolarToCartesian(name="polar_to_cartesian")([amplitude, phase])
     inputs = [diffraction]
     if gridsize > 1:
         offsets = keras.Input((channels, 2), name="offsets")

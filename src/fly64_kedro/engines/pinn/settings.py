@@ -31,8 +31,14 @@ OPTIONAL = {
     "min_learning_rate": 1e-4,
     "augment": True,
     "trainable_scale": True,
+    "output": "cartesian",
+    "stitch": "raw",
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
+CHOICES = {
+    "output": ("cartesian", "polar"),  # what the decoders predict: (real, imag) or (amplitude, phase)
+    "stitch": ("raw", "merged"),  # gridsize 2 inference stitches the decoders' patch or the canvas average
+}
 
 
 def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -43,7 +49,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     threads (null = TensorFlow's default). Optional: inference_batch_size (64), jit_compile (XLA for training:
     "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), augment
     (random symmetries of the probe, true), trainable_scale (learn the intensity scale, starting from the known
-    exposure scale, as upstream does; true).
+    exposure scale, as upstream does; true), output (what the decoders predict: "cartesian", the object's real and
+    imaginary parts, or "polar", amplitude and phase as upstream; docs/science.md says why cartesian), stitch
+    (gridsize 2 inference: "raw", each position's own decoder patch, or "merged", its group's canvas average).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -61,6 +69,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         checked[name] = int(value)
     if not (checked["jit_compile"] == "auto" or isinstance(checked["jit_compile"], bool)):
         raise ValueError(f"PINN setting jit_compile must be 'auto', true or false, got {checked['jit_compile']!r}")
+    for name, allowed in CHOICES.items():
+        if checked[name] not in allowed:
+            raise ValueError(f"PINN setting {name} must be one of {', '.join(allowed)}, got {checked[name]!r}")
     for name in BOOLEAN_SETTINGS:
         if not isinstance(checked[name], bool):
             raise ValueError(f"PINN setting {name} must be true or false, got {checked[name]!r}")

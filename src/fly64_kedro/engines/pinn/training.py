@@ -162,6 +162,7 @@ def fit(
         "input_scale": 1.0 / rms,  # normalised input has unit RMS over the training set
         "intensity_scale": float(scale),
         "trainable_scale": opts["trainable_scale"],
+        "output": opts["output"],
         # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
         "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
         "keras_version": keras.__version__,
