@@ -6,7 +6,8 @@ Reads the reconstruction records (07_model_output/<dose>/<view>_<split>_<method>
 (03_primary) and the base object with numpy and json only: no project code, so the numbers hold even if the
 comparison code changes. For each record, over the compared region (the scanned box, restricted to pixels the
 probe lights: summed |P|^2 at the scan positions >= 0.1 of its maximum):
-- amplitude R2 = 1 - mean((|o| - |t|)^2) / var(|t|);
+- amplitude R2 = 1 - mean((c |o| - |t|)^2) / var(|t|), c the least-squares amplitude scale (a learnt intensity
+  scale fixes the PINN's amplitude only up to a constant; the comparison fits it too);
 - phase R2 = 1 - mean(r^2) / var(angle(t)), r = angle(o conj(t)) minus its least-squares offset (wrap-aware:
   a 2 pi jump scores nothing). A flat object (mean amplitude, zero phase) scores 0 on both, the truth 1.
 No registration is applied: every method reconstructs in the truth's pixel frame.
@@ -49,7 +50,8 @@ def compared_region(ycoords: np.ndarray, xcoords: np.ndarray, probe: np.ndarray,
 def r2_scores(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """(amplitude R2, wrap-aware phase R2) over ``mask``."""
     o, t = obj[mask].astype(np.complex128), truth[mask].astype(np.complex128)
-    amp = 1 - np.mean((np.abs(o) - np.abs(t)) ** 2) / np.var(np.abs(t))
+    scale = float(np.abs(o) @ np.abs(t)) / max(float(np.abs(o) @ np.abs(o)), np.finfo(float).tiny)
+    amp = 1 - np.mean((scale * np.abs(o) - np.abs(t)) ** 2) / np.var(np.abs(t))
     residual = np.angle(o * np.conj(t))
     residual = np.angle(np.exp(1j * (residual - np.angle(np.mean(np.exp(1j * residual))))))  # centre the wrap
     residual -= residual.mean()

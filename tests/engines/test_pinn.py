@@ -233,7 +233,7 @@ def test_cartesian_network_starts_at_half_transmission_and_polar_at_zero_phase()
 
 @pytest.fixture(
     scope="module",
-    params=[(1, "cartesian"), (2, "cartesian"), (2, "polar")],
+    params=[(1, "auto"), (2, "auto"), (2, "polar")],
     ids=["gridsize1", "gridsize2", "gridsize2-polar"],
 )
 def trained(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -255,7 +255,9 @@ def test_training_lowers_the_loss_and_reports_its_history(trained: dict[str, Any
     assert result["epochs_run"] == SETTINGS["epochs"] and result["stop_reason"].startswith("epoch budget (4) spent")
     assert result["n_symmetries"] == 8  # the focused probe is symmetric under the whole square group
     assert result["config"]["gridsize"] == trained["gridsize"] and result["wall_time_s"] > 0
-    assert result["config"]["output"] == trained["settings"]["output"]
+    # auto: polar at gridsize 1, cartesian at gridsize 2 (the model records what it is)
+    expected = {(1, "auto"): "polar", (2, "auto"): "cartesian", (2, "polar"): "polar"}
+    assert result["config"]["output"] == expected[trained["gridsize"], trained["settings"]["output"]]
     assert result["device"] == "cpu"  # this machine has no GPU; a GPU machine records "gpu"
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in result["weights"].values())
     assert "physics/log_scale_over_rate" in result["weights"] and "physics/probe_real" in result["weights"]
@@ -325,10 +327,39 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
     covered = coverage > 0
     assert covered[np.round(test["y"]).astype(int), np.round(test["x"]).astype(int)].all()
     # amplitude: a sigmoid (polar) or the modulus of two tanh outputs (cartesian)
-    bound = 1.0 if trained["settings"]["output"] == "polar" else np.sqrt(2.0)
+    bound = 1.0 if result["config"]["output"] == "polar" else np.sqrt(2.0)
     assert np.all(obj[~covered] == 0) and np.all(np.abs(obj[covered]) <= bound + 1e-6)
     assert out["inference_s"] > 0 and out["patterns_per_s"] == pytest.approx(40 / out["inference_s"])
     assert out["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: dict[str, Any]) -> None:
+    """gridsize 1 has no canvas, so both choices stitch the same patches; at gridsize 2 they differ."""
+    test = simulate(40, seed=6)
+    result = trained["result"]
+    objects = {}
+    for stitch in ("raw", "merged"):
+        out = run_in_worker(
+            "tensorflow",
+            "fly64_kedro.engines.pinn.inference:reconstruct",
+            result["weights"],
+            result["config"],
+            test["diffraction"],
+            test["y"],
+            test["x"],
+            test["probe"],
+            test["scale"],
+            test["object"].shape,
+            {**trained["settings"], "stitch": stitch},
+            job="test",
+        )
+        objects[stitch] = out["object"]
+    difference = np.abs(objects["raw"] - objects["merged"]).max()
+    if trained["gridsize"] == 1:
+        assert difference < 1e-5
+    else:
+        assert difference > 1e-3
 
 
 # ---------------------------------------------------------------- settings
@@ -349,6 +380,7 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
         ("augment", "yes"),
         ("trainable_scale", 1),
         ("output", "spherical"),
+        ("stitch", "canvas"),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

@@ -3,13 +3,10 @@
 
 Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored decoders
 4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels.
-``output`` "cartesian" (the default): the decoders give the object's real and imaginary parts, each through tanh,
-the real part starting at 0.5. "polar" (upstream's): amplitude through sigmoid and phase through pi * tanh. Why
-cartesian: the fly's legs sit about pi from the background in phase, and from a flat start the polar network must
-turn each leg pixel's phase through pi/2, a worse fit than no phase at all, so it often stays flat (gridsize 2,
-1 thread: test phase R2 0.01 at 1e5); the cartesian one moves the real part through 0 and learnt the phase in the
-same runs (0.55 at 1e5, 0.36 at 1e3; docs/science.md). Input: diffraction amplitudes (B, N, N, C) times a fixed
-normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
+``output`` "cartesian" (gridsize 2 by default): the decoders give the object's real and imaginary parts, each
+through tanh, the real part starting at 0.5. "polar" (upstream's; gridsize 1 by default): amplitude through sigmoid
+and phase through pi * tanh. docs/science.md ("Cartesian output") has why and the measurements. Input: diffraction
+amplitudes (B, N, N, C) times a fixed normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
 
 gridsize 2: the C predicted patches of a group are splatted onto a shared canvas at their offsets from the
 group's reference point (bilinear, the adjoint of extraction), averaged where they overlap, and re-extracted at

@@ -31,12 +31,13 @@ OPTIONAL = {
     "min_learning_rate": 1e-4,
     "augment": True,
     "trainable_scale": True,
-    "output": "cartesian",
+    "output": "auto",
     "stitch": "raw",
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
+OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
 CHOICES = {
-    "output": ("cartesian", "polar"),  # what the decoders predict: (real, imag) or (amplitude, phase)
+    "output": ("auto", "cartesian", "polar"),  # decoders predict (real, imag) or (amplitude, phase); auto: OUTPUT_AUTO
     "stitch": ("raw", "merged"),  # gridsize 2 inference stitches the decoders' patch or the canvas average
 }
 
@@ -50,7 +51,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), augment
     (random symmetries of the probe, true), trainable_scale (learn the intensity scale, starting from the known
     exposure scale, as upstream does; true), output (what the decoders predict: "cartesian", the object's real and
-    imaginary parts, or "polar", amplitude and phase as upstream; docs/science.md says why cartesian), stitch
+    imaginary parts, "polar", amplitude and phase as upstream, or "auto": polar at gridsize 1, cartesian at
+    gridsize 2; docs/science.md says why), stitch
     (gridsize 2 inference: "raw", each position's own decoder patch, or "merged", its group's canvas average).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """

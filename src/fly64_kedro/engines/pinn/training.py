@@ -22,7 +22,7 @@ from fly64_kedro.engines.pinn import symmetry
 from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import poisson_nll
-from fly64_kedro.engines.pinn.settings import validate_settings
+from fly64_kedro.engines.pinn.settings import OUTPUT_AUTO, validate_settings
 from fly64_kedro.geometry.grouping import draw_groups
 
 logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def fit(
         "input_scale": 1.0 / rms,  # normalised input has unit RMS over the training set
         "intensity_scale": float(scale),
         "trainable_scale": opts["trainable_scale"],
-        "output": opts["output"],
+        "output": OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"],
         # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
         "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
         "keras_version": keras.__version__,
