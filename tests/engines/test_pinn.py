@@ -304,11 +304,9 @@ def test_saved_model_reloads_and_predicts_identically(trained: dict[str, Any], t
         in_tf("_worker_predict", weights, config, trained["data"]["diffraction"])
 
 
-@pytest.mark.slow
-def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> None:
-    test = simulate(40, seed=6)
-    result = trained["result"]
-    out = run_in_worker(
+def reconstruct(result: dict[str, Any], test: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Apply a trained result to a simulated test set in the TensorFlow worker."""
+    return run_in_worker(
         "tensorflow",
         "fly64_kedro.engines.pinn.inference:reconstruct",
         result["weights"],
@@ -319,9 +317,16 @@ def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> Non
         test["probe"],
         test["scale"],
         test["object"].shape,
-        SETTINGS,
+        settings,
         job="test",
     )
+
+
+@pytest.mark.slow
+def test_reconstruct_stitches_the_test_positions(trained: dict[str, Any]) -> None:
+    test = simulate(40, seed=6)
+    result = trained["result"]
+    out = reconstruct(result, test, SETTINGS)
     obj, coverage = out["object"], out["coverage"]
     assert obj.shape == test["object"].shape and obj.dtype == np.complex64 and np.all(np.isfinite(obj))
     covered = coverage > 0
@@ -340,21 +345,7 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
     result = trained["result"]
     objects = {}
     for stitch in ("raw", "merged"):
-        out = run_in_worker(
-            "tensorflow",
-            "fly64_kedro.engines.pinn.inference:reconstruct",
-            result["weights"],
-            result["config"],
-            test["diffraction"],
-            test["y"],
-            test["x"],
-            test["probe"],
-            test["scale"],
-            test["object"].shape,
-            {**trained["settings"], "stitch": stitch},
-            job="test",
-        )
-        objects[stitch] = out["object"]
+        objects[stitch] = reconstruct(result, test, {**trained["settings"], "stitch": stitch})["object"]
     difference = np.abs(objects["raw"] - objects["merged"]).max()
     if trained["gridsize"] == 1:
         assert difference < 1e-5
