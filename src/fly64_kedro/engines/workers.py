@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -87,8 +87,12 @@ def _call(target: str, args: tuple, kwargs: dict) -> Any:
     return getattr(importlib.import_module(module_name), func_name)(*args, **kwargs)
 
 
-def _pool(engine: str) -> ProcessPoolExecutor:
+def _pool(engine: str) -> ProcessPoolExecutor | None:
+    """The engine's pool, started on first use; None while ``stop_all`` is in force (checked under the lock that
+    ``stop_all`` takes, so no pool can start after it has killed the others)."""
     with _lock:
+        if _stopping.is_set():
+            return None
         pool = _pools.get(engine)
         if pool is None:
             pool = ProcessPoolExecutor(
@@ -108,15 +112,18 @@ def run_in_worker(engine: str, target: str, *args: Any, **kwargs: Any) -> Any:
     Exceptions raised by the target propagate unchanged; a dead worker raises ``WorkerCrashed``. An interrupt
     while waiting (KeyboardInterrupt, SystemExit) kills the worker, then propagates.
     """
-    if _stopping.is_set():
-        raise JobInterrupted(f"the run is stopping: {target} was not started")
     pool = _pool(engine)
-    future = pool.submit(_call, target, args, kwargs)
+    if pool is None:
+        raise JobInterrupted(f"the run is stopping: {target} was not started")
     try:
+        future = pool.submit(_call, target, args, kwargs)
         return future.result()
-    except BrokenProcessPool as exc:
+    except (BrokenProcessPool, CancelledError, RuntimeError) as exc:
+        # stop_all may kill the pool between _pool and submit (RuntimeError: shut down) or cancel the queued job
         if getattr(pool, "killed", False):
             raise JobInterrupted(f"the {engine} worker was stopped while running {target}") from exc
+        if not isinstance(exc, BrokenProcessPool):
+            raise  # the target's own exception, unchanged
         shutdown(engine)
         raise WorkerCrashed(f"the {engine} worker process died while running {target}") from exc
     except (KeyboardInterrupt, SystemExit):
@@ -141,7 +148,8 @@ def set_processes_per_engine(count: int) -> None:
 def stop_all() -> None:
     """Kill every worker and refuse new jobs until ``accept_jobs``: what a concurrent runner does on an interrupt, so
     a node thread that was still loading its inputs cannot start a fresh worker afterwards."""
-    _stopping.set()
+    with _lock:
+        _stopping.set()
     kill()
 
 
