@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed  ## create .venv and install the project with its test tools
 
 study: setup  ## run the default study (quick profile, CPU) into data/, report in data/08_reporting/report.html
-	$(BIN)/kedro run --runner=fly64_kedro.runners.EngineRunner
+	$(BIN)/kedro run
 
 test: setup  ## lint (ruff check + format check), then run the test suite
 	$(BIN)/ruff check src tests benchmarks

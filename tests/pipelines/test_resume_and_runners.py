@@ -97,3 +97,20 @@ def test_engine_runner_matches_sequential_runner(tmp_path: Path) -> None:
         assert set(left) == set(right)
         for key in left:
             np.testing.assert_array_equal(left[key], right[key], err_msg=f"{rel}:{key}")
+
+
+def test_kedro_run_defaults_to_the_engine_runner() -> None:
+    from kedro.framework.cli.project import run as kedro_run
+
+    from fly64_kedro.cli import DEFAULT_RUNNER, cli
+    from fly64_kedro.runners import EngineRunner
+
+    run = cli.commands["run"]
+    defaults = {param.name: param.default for param in run.params}
+    assert defaults["runner"] == DEFAULT_RUNNER == "fly64_kedro.runners.EngineRunner"
+    assert EngineRunner().processes_per_engine == 2
+    # every other option is Kedro's own, and Kedro's command is left as it was
+    assert {k: v for k, v in defaults.items() if k != "runner"} == {
+        param.name: param.default for param in kedro_run.params if param.name != "runner"
+    }
+    assert next(param for param in kedro_run.params if param.name == "runner").default is None

@@ -1,9 +1,9 @@
-"""``EngineRunner`` (what ``make study`` uses): independent nodes in threads, each engine (torch, TensorFlow) with
-as many worker processes as the runner has threads.
+"""``EngineRunner``: the default runner of ``kedro run`` (see fly64_kedro/cli.py): independent nodes in threads,
+each engine (torch, TensorFlow) with as many worker processes as the runner has threads.
 
-    kedro run --runner=fly64_kedro.runners.EngineRunner                                  # 2 jobs at a time
+    kedro run                                              # 2 jobs at a time
     kedro run --runner=fly64_kedro.runners.EngineRunner --runner-params=max_workers=4
-    kedro run                                                                            # one job at a time
+    kedro run --runner=SequentialRunner                    # one job at a time
 
 Why: on the default profile every job sets its engine to one thread (reconstruction.*.threads), and two
 one-thread jobs side by side use 2 cores better than one two-thread job: measured on 2 shared cores, a gridsize-2
