@@ -67,6 +67,15 @@ def _worker_far_field(real: np.ndarray, imag: np.ndarray, probe: np.ndarray, sca
     return np.asarray(FarFieldLayer(probe.shape[0], scale, probe)([real, imag]))
 
 
+def _worker_losses(counts: np.ndarray, amplitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both training losses of ``counts`` (1, N, N, 1) for each uniform predicted amplitude in ``amplitudes``."""
+    from fly64_kedro.engines.pinn.physics import amplitude_mse, poisson_nll
+
+    predicted = np.ones((len(amplitudes), *counts.shape[1:]), np.float32) * amplitudes[:, None, None, None]
+    stacked = np.repeat(counts, len(amplitudes), axis=0)
+    return np.asarray(poisson_nll(stacked, predicted)), np.asarray(amplitude_mse(stacked, predicted))
+
+
 def _worker_translate(
     images: np.ndarray, y: np.ndarray, x: np.ndarray, patches: np.ndarray, out_shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +178,21 @@ def test_physics_layer_reproduces_the_simulator_far_field() -> None:
     assert np.abs(got - expected).max() / expected.max() < 1e-4
     scaled = in_tf("_worker_far_field", stack.real, stack.imag, probe, 3.0)
     np.testing.assert_allclose(scaled, 3.0 * np.transpose(got.reshape(3, 4, N, N), (0, 2, 3, 1)), rtol=1e-5)
+
+
+def test_both_losses_are_minimised_at_the_true_amplitude_of_poisson_counts() -> None:
+    """Counts ~ Poisson(400): the NLL's minimum is at the mean count, the amplitude loss's at E[sqrt(k)], within
+    1/(8 sqrt(400)) of sqrt(400) = 20, where the amplitude loss is var(sqrt(k)) ~ 1/4; a zero prediction costs the mean
+    count."""
+    counts = np.random.default_rng(0).poisson(400.0, (1, 64, 64, 1)).astype(np.float32)
+    amplitudes = np.linspace(19.0, 21.0, 401).astype(np.float32)
+    nll, mse = in_tf("_worker_losses", counts, amplitudes)
+    assert amplitudes[np.argmin(nll)] == pytest.approx(np.sqrt(counts.mean()), abs=0.01)
+    assert amplitudes[np.argmin(mse)] == pytest.approx(np.sqrt(counts).mean(), abs=0.01)
+    assert abs(amplitudes[np.argmin(mse)] - 20.0) < 0.05
+    assert mse.min() == pytest.approx(np.var(np.sqrt(counts)), rel=0.01) and 0.2 < mse.min() < 0.3
+    exact = in_tf("_worker_losses", counts[..., :1], np.array([0.0], np.float32))[1]  # amplitude 0 vs counts
+    assert exact[0] == pytest.approx(counts.mean(), rel=1e-5)
 
 
 def test_tf_bilinear_translation_matches_extract_patches_and_its_adjoint() -> None:
@@ -290,6 +314,31 @@ def test_same_settings_train_the_same_weights(trained: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+def test_gradient_clip_is_given_per_mean_count_and_takes_effect() -> None:
+    """The clip scales with the dose (one setting serves 1e3 and 1e5), and a clipped training differs from a free one
+    (Adam rescales a constant factor away, but not a clip that cuts some steps and not others)."""
+    settings = {**SETTINGS, "epochs": 2}
+    norms = {}
+    for dose in (1e4, 1e5):
+        data = simulate(64, seed=5, dose=dose)
+        free, _ = in_tf("_worker_fit", data, 1, settings)
+        clipped, _ = in_tf("_worker_fit", data, 1, {**settings, "gradient_clip": 0.01})
+        assert free["gradient_clip_norm"] is None
+        assert clipped["history"]["loss"] != free["history"]["loss"]
+        mean_counts = np.mean(np.rint((data["diffraction"].astype(np.float64) * data["scale"]) ** 2))
+        norms[dose] = clipped["gradient_clip_norm"]
+        assert norms[dose] == pytest.approx(0.01 * mean_counts, rel=0.1)  # the training split's mean, not all
+    assert norms[1e5] / norms[1e4] == pytest.approx(10, rel=0.1)
+
+
+@pytest.mark.slow
+def test_amplitude_loss_trains() -> None:
+    result, _ = in_tf("_worker_fit", simulate(64, seed=5), 1, {**SETTINGS, "epochs": 3, "loss": "amplitude"})
+    losses = result["history"]["loss"]
+    assert min(losses) > 0 and losses[-1] < losses[0]  # a squared error in counts, falling
+
+
+@pytest.mark.slow
 def test_saved_model_reloads_and_predicts_identically(trained: dict[str, Any], tmp_path: Path) -> None:
     result = trained["result"]
     np.savez(tmp_path / "weights.npz", **result["weights"])
@@ -372,6 +421,10 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("trainable_scale", 1),
         ("output", "spherical"),
         ("stitch", "canvas"),
+        ("gradient_clip", 0),
+        ("gradient_clip", "tight"),
+        ("gradient_clip", True),
+        ("loss", "l2"),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

@@ -126,3 +126,10 @@ def poisson_nll(counts: tf.Tensor, amplitude: tf.Tensor) -> tf.Tensor:
     intensity = tf.square(amplitude)
     counts = tf.cast(counts, intensity.dtype)
     return tf.reduce_mean(intensity - counts * tf.math.log(intensity + POISSON_EPS), axis=[1, 2, 3])
+
+
+def amplitude_mse(counts: tf.Tensor, amplitude: tf.Tensor) -> tf.Tensor:
+    """Per-sample mean squared error of the amplitudes, mean((|F| - sqrt(counts))^2) (units of counts): the Gaussian
+    likelihood of sqrt(counts), whose variance Poisson noise makes about 1/4 at any intensity."""
+    counts = tf.cast(counts, amplitude.dtype)
+    return tf.reduce_mean(tf.square(amplitude - tf.sqrt(counts)), axis=[1, 2, 3])

@@ -33,12 +33,15 @@ OPTIONAL = {
     "trainable_scale": True,
     "output": "auto",
     "stitch": "raw",
+    "gradient_clip": None,
+    "loss": "poisson",
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
 CHOICES = {
     "output": ("auto", "cartesian", "polar"),  # decoders predict (real, imag) or (amplitude, phase); auto: OUTPUT_AUTO
     "stitch": ("raw", "merged"),  # gridsize 2 inference stitches the decoders' patch or the canvas average
+    "loss": ("poisson", "amplitude"),  # Poisson NLL of the counts, or squared error of their square roots
 }
 
 
@@ -53,7 +56,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     exposure scale, as upstream does; true), output (what the decoders predict: "cartesian", the object's real and
     imaginary parts, "polar", amplitude and phase as upstream, or "auto": polar at gridsize 1, cartesian at
     gridsize 2; docs/science.md says why), stitch
-    (gridsize 2 inference: "raw", each position's own decoder patch, or "merged", its group's canvas average).
+    (gridsize 2 inference: "raw", each position's own decoder patch, or "merged", its group's canvas average),
+    gradient_clip (Adam's global gradient-norm clip per mean count per pixel of the training data, so one value
+    serves every dose; null: none).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -88,6 +93,11 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             bracket = "]" if closed_high else ")"
             raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}{bracket}, got {value!r}")
         checked[name] = float(value)
+    clip = checked["gradient_clip"]
+    if clip is not None:
+        if isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not (math.isfinite(clip) and clip > 0):
+            raise ValueError(f"PINN setting gradient_clip must be a number > 0 or null, got {clip!r}")
+        checked["gradient_clip"] = float(clip)
     if checked["min_learning_rate"] > checked["learning_rate"]:
         raise ValueError(
             f"PINN setting min_learning_rate ({checked['min_learning_rate']}) must be <= learning_rate "

@@ -1,0 +1,113 @@
+"""How far one PINN cell's test phase R2 moves across training seeds and thread counts (issue 11's "spread").
+
+    python benchmarks/pinn_spread.py DATA_ROOT [--dose d1e5] [--view full] [--label pinn_gs2] [--seeds 7 8 9]
+        [--threads 1 2] [--set loss=amplitude --set gradient_clip=4] [--jobs 2]
+
+DATA_ROOT is a finished study's data root (its 01_raw base and 03_primary views; `make study` writes data/). Each
+(seed, threads) pair trains the cell's model on the train view with the project's own nodes and parameters
+(conf/base plus --set), applies it to the test view and scores it with bar_r2.py's code (phase R2 against the
+base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes about 7 minutes on 2 cores.
+Prints one row per run and the spread (max - min) per thread count and over all, and writes
+benchmarks/results/pinn_spread.json (--out). A single run of a configuration says little when this spread is large.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import yaml
+from kedro.config import OmegaConfigLoader
+
+from fly64_kedro.datasets.npz_dataset import read_npz
+from fly64_kedro.engines import workers
+from fly64_kedro.pipelines.reconstruction.nodes import apply_model, train_model
+from fly64_kedro.settings import CONFIG_LOADER_ARGS
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring, not the comparison pipeline's)
+
+
+def view(root: Path, dose: str, name: str, split: str):
+    path = root / "03_primary" / dose / f"{name}_{split}.npz"
+    return read_npz(str(path), str(path), "ptycho")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--dose", default="d1e5")
+    parser.add_argument("--view", default="full")
+    parser.add_argument("--label", default="pinn_gs2", choices=("pinn_gs1", "pinn_gs2"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a PINN setting (YAML)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one worker process each)")
+    parser.add_argument("--env", default=None, help="Kedro configuration environment (default: base + local)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "pinn_spread.json")
+    args = parser.parse_args()
+
+    params = OmegaConfigLoader(str(HERE.parent / "conf"), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
+    study, pinn = params["study"], dict(params["reconstruction"]["pinn"])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        pinn[key] = yaml.safe_load(value)
+    train, test = view(args.root, args.dose, args.view, "train"), view(args.root, args.dose, args.view, "test")
+    truth = test["objectGuess"]
+    mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
+
+    def run(seed: int, threads: int) -> dict:
+        settings = {**pinn, "training_seed": seed, "threads": threads}
+        started = time.perf_counter()
+        model = train_model(train, settings, study, args.label)
+        record = apply_model(model, test, settings, study, args.label)
+        if record.meta["status"] != "ok":
+            return {"seed": seed, "threads": threads, "status": record.meta["status"], "reason": record.meta["reason"]}
+        amp, phase = r2_scores(record["object"], truth, mask)
+        row = {"seed": seed, "threads": threads, "status": "ok", "amplitude_r2": amp, "phase_r2": phase}
+        row |= {"epochs_run": model.meta["epochs_run"], "best_val_loss": min(model.meta["history"]["val_loss"])}
+        row["wall_s"] = time.perf_counter() - started
+        print(
+            f"seed {seed:3d} threads {threads}: phase R2 {phase:6.3f}  amplitude R2 {amp:6.3f}  "
+            f"best val_loss {row['best_val_loss']:.5g}  epochs {row['epochs_run']}  {row['wall_s']:.0f} s",
+            flush=True,
+        )
+        return row
+
+    workers.set_processes_per_engine(args.jobs)
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(lambda pair: run(*pair), product(args.seeds, args.threads)))
+    finally:
+        workers.shutdown()
+    ok = [row for row in rows if row["status"] == "ok"]
+    groups = {f"threads {t}": [r["phase_r2"] for r in ok if r["threads"] == t] for t in args.threads}
+    groups["all"] = [r["phase_r2"] for r in ok]
+    print(f"{args.dose} {args.view} {args.label} {' '.join(args.set)}: phase R2 over seeds x threads")
+    summary = {}
+    for name, values in groups.items():
+        if values:
+            summary[name] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+            summary[name]["spread"] = summary[name]["max"] - summary[name]["min"]
+            print(
+                f"  {name:10} mean {np.mean(values):6.3f}  min {min(values):6.3f}  max {max(values):6.3f}  "
+                f"spread {summary[name]['spread']:.3f}  (n={len(values)})"
+            )
+    for row in rows:
+        if row["status"] != "ok":
+            print(f"  seed {row['seed']} threads {row['threads']}: {row['status']} ({row['reason']})")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cell = {"dose": args.dose, "view": args.view, "label": args.label, "set": args.set}
+    args.out.write_text(json.dumps({**cell, "rows": rows, "summary": summary}, indent=1))
+    return 0 if len(ok) == len(rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
