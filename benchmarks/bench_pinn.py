@@ -94,7 +94,7 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
         "N": n_pix,
         "gridsize": gridsize,
         "filters": settings["filters"],
-        "batch_size": settings["batch_size"],
+        "batch_size": result["batch_size"],
         "train_groups": result["n_train_groups"],
         "epochs": len(epoch_s),
         "first_epoch_s": epoch_s[0],

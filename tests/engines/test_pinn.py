@@ -339,6 +339,16 @@ def test_amplitude_loss_trains() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_auto_batch_size_is_chosen_by_gridsize_and_recorded(gridsize: int) -> None:
+    data = simulate(64, seed=5)
+    result, _ = in_tf("_worker_fit", data, gridsize, {**SETTINGS, "epochs": 1, "batch_size": "auto"})
+    assert result["batch_size"] == {1: 8, 2: 16}[gridsize]
+    fixed, _ = in_tf("_worker_fit", data, gridsize, {**SETTINGS, "epochs": 1, "batch_size": 3})
+    assert fixed["batch_size"] == 3
+
+
+@pytest.mark.slow
 def test_saved_model_reloads_and_predicts_identically(trained: dict[str, Any], tmp_path: Path) -> None:
     result = trained["result"]
     np.savez(tmp_path / "weights.npz", **result["weights"])
@@ -410,6 +420,7 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
     [
         ("epochs", 0),
         ("batch_size", 2.5),
+        ("batch_size", "large"),
         ("learning_rate", -1e-3),
         ("validation_fraction", 1.0),
         ("n_groups", 0),

@@ -84,12 +84,14 @@ def reconstruct(
     batch = min(opts["inference_batch_size"], n)
     n_pix = config["N"]
 
-    def batch_inputs(start: int) -> list[np.ndarray]:
+    def batch_inputs(start: int) -> list[np.ndarray] | np.ndarray:
         inputs, offsets = grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
         pad = batch - len(inputs)
         inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
         offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
-        return [inputs, offsets] if gridsize > 1 and merged else [inputs]
+        if merged:  # the merged model was built with a list of inputs, the inference model with one
+            return [inputs, offsets] if gridsize > 1 else [inputs]
+        return inputs
 
     def seed_patches(start: int) -> np.ndarray:
         """Channel 0 (the group's seed position): the canvas average, or the decoders' own patch."""

@@ -38,6 +38,9 @@ OPTIONAL = {
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
+# Groups per step, per gridsize: over four seeds 8 beat 16 at gridsize 1 and lost to it at gridsize 2 (docs/science.md
+# "Seed spread").
+BATCH_AUTO = {1: 8, 2: 16}
 CHOICES = {
     "output": ("auto", "cartesian", "polar"),  # decoders predict (real, imag) or (amplitude, phase); auto: OUTPUT_AUTO
     "stitch": ("raw", "merged"),  # gridsize 2 inference stitches the decoders' patch or the canvas average
@@ -48,17 +51,18 @@ CHOICES = {
 def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Check the PINN settings (Kedro parameters); return them with optional ones filled in.
 
-    Required: epochs, batch_size, learning_rate, plateau_patience, early_stopping_patience, validation_fraction,
-    n_groups (null = all), filters, neighbour_pool, grouping_seed, subsampling_seed, training_seed,
-    threads (null = TensorFlow's default). Optional: inference_batch_size (64), jit_compile (XLA for training:
-    "auto" = on a GPU only, true, false), min_learning_rate (floor of the plateau schedule, 1e-4), augment
-    (random symmetries of the probe, true), trainable_scale (learn the intensity scale, starting from the known
-    exposure scale, as upstream does; true), output (what the decoders predict: "cartesian", the object's real and
-    imaginary parts, "polar", amplitude and phase as upstream, or "auto": polar at gridsize 1, cartesian at
-    gridsize 2; docs/science.md says why), stitch
+    Required: epochs, batch_size (groups per step, or "auto": BATCH_AUTO by gridsize), learning_rate,
+    plateau_patience, early_stopping_patience, validation_fraction, n_groups (null = all), filters, neighbour_pool,
+    grouping_seed, subsampling_seed, training_seed, threads (null = TensorFlow's default).
+    Optional: inference_batch_size (64), jit_compile (XLA for training: "auto" = on a GPU only, true, false),
+    min_learning_rate (floor of the plateau schedule, 1e-4), augment (random symmetries of the probe, true),
+    trainable_scale (learn the intensity scale, starting from the known exposure scale, as upstream does; true),
+    output (what the decoders predict: "cartesian", the object's real and imaginary parts, "polar", amplitude and
+    phase as upstream, or "auto": polar at gridsize 1, cartesian at gridsize 2; docs/science.md says why), stitch
     (gridsize 2 inference: "raw", each position's own decoder patch, or "merged", its group's canvas average),
     gradient_clip (Adam's global gradient-norm clip per mean count per pixel of the training data, so one value
-    serves every dose; null: none).
+    serves every dose; null: none), loss ("poisson", the NLL of the counts, or "amplitude", the squared error of
+    their square roots).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -68,10 +72,11 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     checked = {**OPTIONAL, **settings}
     for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1}.items():
         value = checked[name]
-        if value is None and name in NULLABLE:
+        if (value is None and name in NULLABLE) or (name == "batch_size" and value == "auto"):
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             rule = f"an integer >= {minimum}" + (" or null" if name in NULLABLE else "")
+            rule += " or 'auto'" if name == "batch_size" else ""
             raise ValueError(f"PINN setting {name} must be {rule}, got {value!r}")
         checked[name] = int(value)
     if not (checked["jit_compile"] == "auto" or isinstance(checked["jit_compile"], bool)):

@@ -22,7 +22,7 @@ from fly64_kedro.engines.pinn import symmetry
 from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import amplitude_mse, poisson_nll
-from fly64_kedro.engines.pinn.settings import OUTPUT_AUTO, validate_settings
+from fly64_kedro.engines.pinn.settings import BATCH_AUTO, OUTPUT_AUTO, validate_settings
 from fly64_kedro.geometry.grouping import draw_groups
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,8 @@ def fit(
         return {"diffraction": inputs[idx], **({"offsets": offsets[idx]} if gridsize > 1 else {})}
 
     symmetries = symmetry.probe_symmetries(probe) if opts["augment"] else symmetry.ALL[:1]
-    batches = _SymmetricBatches(features(trn), counts[trn], opts["batch_size"], symmetries, opts["training_seed"])
+    batch_size = BATCH_AUTO[gridsize] if opts["batch_size"] == "auto" else opts["batch_size"]
+    batches = _SymmetricBatches(features(trn), counts[trn], batch_size, symmetries, opts["training_seed"])
     epoch_log = _EpochLogger(job, opts["epochs"])
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
@@ -232,6 +233,7 @@ def fit(
         "n_train_groups": len(trn),
         "n_val_groups": n_val,
         "gradient_clip_norm": clip,
+        "batch_size": batch_size,
     }
     logger.info("PINN %s: trained %d epochs in %.1f s", job, len(epoch_log.history["loss"]), result["wall_time_s"])
     return models, result
@@ -265,7 +267,7 @@ def train(
     {"weights": {name: float32 array}, "config": JSON-serialisable dict, "history": {"loss", "val_loss", "lr",
     "epoch_s"} per epoch, "wall_time_s": seconds, "device" ("gpu" or "cpu"), "best_epoch", "epochs_run",
     "stop_reason", "n_symmetries", "n_train_groups", "n_val_groups", "gradient_clip_norm" (the global-norm clip applied,
-    or None)}; the weights
+    or None), "batch_size" (groups per step)}; the weights
     are those of the epoch with the lowest validation loss.
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]
