@@ -94,11 +94,11 @@ def main() -> int:
     summary = {}
     for name, values in groups.items():
         if values:
-            summary[name] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
-            summary[name]["spread"] = summary[name]["max"] - summary[name]["min"]
+            low, high = min(values), max(values)
+            stats = summary[name] = {"mean": float(np.mean(values)), "min": low, "max": high, "spread": high - low}
             print(
-                f"  {name:10} mean {np.mean(values):6.3f}  min {min(values):6.3f}  max {max(values):6.3f}  "
-                f"spread {summary[name]['spread']:.3f}  (n={len(values)})"
+                f"  {name:10} mean {stats['mean']:6.3f}  min {low:6.3f}  max {high:6.3f}  "
+                f"spread {stats['spread']:.3f}  (n={len(values)})"
             )
     for row in rows:
         if row["status"] != "ok":
