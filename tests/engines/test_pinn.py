@@ -332,6 +332,20 @@ def test_gradient_clip_is_given_per_mean_count_and_takes_effect() -> None:
 
 
 @pytest.mark.slow
+def test_warmup_ramps_the_learning_rate_then_leaves_it_to_the_schedule() -> None:
+    """Over warmup_epochs' steps the rate climbs linearly to learning_rate (history: the rate of each epoch's last
+    step); without warmup the first epoch already runs at the full rate."""
+    data = simulate(64, seed=5)
+    settings = {**SETTINGS, "epochs": 3, "plateau_patience": 5}
+    warm, _ = in_tf("_worker_fit", data, 1, {**settings, "warmup_epochs": 2})
+    rate = SETTINGS["learning_rate"]
+    np.testing.assert_allclose(warm["history"]["lr"], [rate / 2, rate, rate], rtol=1e-6)
+    cold, _ = in_tf("_worker_fit", data, 1, settings)
+    np.testing.assert_allclose(cold["history"]["lr"], [rate] * 3, rtol=1e-6)
+    assert warm["history"]["loss"] != cold["history"]["loss"]
+
+
+@pytest.mark.slow
 def test_amplitude_loss_trains() -> None:
     result, _ = in_tf("_worker_fit", simulate(64, seed=5), 1, {**SETTINGS, "epochs": 3, "loss": "amplitude"})
     losses = result["history"]["loss"]
@@ -436,6 +450,8 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("gradient_clip", "tight"),
         ("gradient_clip", True),
         ("loss", "l2"),
+        ("warmup_epochs", -1),
+        ("warmup_epochs", 1.5),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

@@ -35,6 +35,7 @@ OPTIONAL = {
     "stitch": "raw",
     "gradient_clip": None,
     "loss": "poisson",
+    "warmup_epochs": 0,
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
@@ -62,7 +63,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     (gridsize 2 inference: "raw", each position's own decoder patch, or "merged", its group's canvas average),
     gradient_clip (Adam's global gradient-norm clip per mean count per pixel of the training data, so one value
     serves every dose; null: none), loss ("poisson", the NLL of the counts, or "amplitude", the squared error of
-    their square roots).
+    their square roots), warmup_epochs (the learning rate ramps up linearly over this many epochs' steps,
+    overriding the plateau schedule meanwhile; 0).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -70,7 +72,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"PINN settings are missing {', '.join(missing)}")
     checked = {**OPTIONAL, **settings}
-    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1}.items():
+    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1, "warmup_epochs": 0}.items():
         value = checked[name]
         if (value is None and name in NULLABLE) or (name == "batch_size" and value == "auto"):
             continue

@@ -72,26 +72,43 @@ class _SymmetricBatches(keras.utils.PyDataset):
         self._draw()
 
 
+class _Warmup(keras.callbacks.Callback):
+    """Ramp the learning rate linearly from rate / steps to rate over the first ``steps`` steps.
+
+    Adam's first steps move every weight by about the rate, whatever its gradient's size; at the full rate they
+    pushed the deep layers of a gridsize-2 network into a constant output within two epochs (docs/science.md).
+    """
+
+    def __init__(self, rate: float, steps: int) -> None:
+        super().__init__()
+        self.rate, self.steps, self.step = rate, steps, 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.step < self.steps:
+            self.model.optimizer.learning_rate.assign(self.rate * (self.step + 1) / self.steps)
+            self.step += 1
+
+
 class _EpochLogger(keras.callbacks.Callback):
     """Log epoch, loss, val_loss, learning rate, elapsed time and ETA at INFO, and keep the per-epoch history
-    (loss, val_loss, lr and epoch_s, the epoch's wall seconds including its validation)."""
+    (loss, val_loss, lr of the epoch's last step, and epoch_s, the epoch's wall seconds including its validation)."""
 
     def __init__(self, job: str, epochs: int) -> None:
         super().__init__()
         self.job, self.epochs = job, epochs
         self.history: dict[str, list[float]] = {"loss": [], "val_loss": [], "lr": [], "epoch_s": []}
         self.start = self.epoch_start = time.perf_counter()
-        self.lr = math.nan
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.start = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))  # before any plateau cut
         self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
+        # The rate of the epoch's last step: this callback runs before ReduceLROnPlateau's cut (list order).
+        self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history["loss"].append(float(logs["loss"]))
         self.history["val_loss"].append(float(logs["val_loss"]))
         self.history["lr"].append(self.lr)
@@ -208,6 +225,7 @@ def fit(
         epochs=opts["epochs"],
         validation_data=(features(val), counts[val]),
         callbacks=[
+            _Warmup(opts["learning_rate"], opts["warmup_epochs"] * len(batches)),
             epoch_log,
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.5, patience=opts["plateau_patience"], min_lr=opts["min_learning_rate"]
