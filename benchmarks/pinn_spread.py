@@ -6,7 +6,8 @@
 DATA_ROOT is a finished study's data root (its 01_raw base and 03_primary views; `make study` writes data/). Each
 (seed, threads) pair trains the cell's model on the train view with the project's own nodes and parameters
 (conf/base plus --set), applies it to the test view and scores it with bar_r2.py's code (phase R2 against the
-base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes about 7 minutes on 2 cores.
+base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes 7-30 minutes on 2 cores (by the
+epochs they run and the machine).
 Prints one row per run and the spread (max - min) per thread count and over all, and writes
 benchmarks/results/pinn_spread.json (--out; each run's R2, epochs, stop reason and per-epoch loss history). A single
 run of a configuration says little when this spread is large.
