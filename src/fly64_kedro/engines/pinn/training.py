@@ -108,10 +108,10 @@ class _EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         # The rate of the epoch's last step: this callback runs before ReduceLROnPlateau's cut (list order).
-        self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.history["loss"].append(float(logs["loss"]))
         self.history["val_loss"].append(float(logs["val_loss"]))
-        self.history["lr"].append(self.lr)
+        self.history["lr"].append(lr)
         self.history["epoch_s"].append(time.perf_counter() - self.epoch_start)
         elapsed = time.perf_counter() - self.start
         # From the last epoch (the first one also pays for tracing); an upper bound, early stopping may end sooner.
@@ -123,7 +123,7 @@ class _EpochLogger(keras.callbacks.Callback):
             self.epochs,
             logs["loss"],
             logs["val_loss"],
-            self.lr,
+            lr,
             elapsed,
             eta,
         )
