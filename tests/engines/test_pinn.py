@@ -346,6 +346,25 @@ def test_warmup_ramps_the_learning_rate_then_leaves_it_to_the_schedule() -> None
 
 
 @pytest.mark.slow
+def test_weight_average_is_validated_and_kept_without_touching_the_training() -> None:
+    """average_epochs: the val loss is the average's, the training steps are the raw weights' (swapped back exactly),
+    and a long time constant holds the average near the first step's weights while the raw ones learn."""
+    data = simulate(64, seed=5)
+    settings = {**SETTINGS, "epochs": 4, "plateau_patience": 10}  # no rate cut: raw and averaged runs step alike
+    raw, _ = in_tf("_worker_fit", data, 1, settings)
+    averaged, _ = in_tf("_worker_fit", data, 1, {**settings, "average_epochs": 1})
+    assert raw["average_momentum"] is None
+    assert averaged["average_momentum"] == pytest.approx(1 - 1 / np.ceil(raw["n_train_groups"] / 8))
+    assert averaged["history"]["loss"] == raw["history"]["loss"]
+    assert averaged["history"]["val_loss"] != raw["history"]["val_loss"]
+    frozen, _ = in_tf("_worker_fit", data, 1, {**settings, "average_epochs": 1e6})
+    assert frozen["history"]["loss"] == raw["history"]["loss"]
+    val = np.array(frozen["history"]["val_loss"])
+    assert np.ptp(val) < 1e-3 * np.ptp(raw["history"]["val_loss"])  # the average has barely moved
+    assert np.ptp(raw["history"]["val_loss"]) > 0
+
+
+@pytest.mark.slow
 def test_amplitude_loss_trains() -> None:
     result, _ = in_tf("_worker_fit", simulate(64, seed=5), 1, {**SETTINGS, "epochs": 3, "loss": "amplitude"})
     losses = result["history"]["loss"]
@@ -452,6 +471,9 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("loss", "l2"),
         ("warmup_epochs", -1),
         ("warmup_epochs", 1.5),
+        ("average_epochs", -1),
+        ("average_epochs", "long"),
+        ("average_epochs", True),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

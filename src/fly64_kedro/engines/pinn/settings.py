@@ -36,6 +36,7 @@ OPTIONAL = {
     "gradient_clip": None,
     "loss": "poisson",
     "warmup_epochs": 0,
+    "average_epochs": 0.0,
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
@@ -64,7 +65,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     gradient_clip (Adam's global gradient-norm clip per mean count per pixel of the training data, so one value
     serves every dose; null: none), loss ("poisson", the NLL of the counts, or "amplitude", the squared error of
     their square roots), warmup_epochs (the learning rate ramps up linearly over this many epochs' steps,
-    overriding the plateau schedule meanwhile; 0).
+    overriding the plateau schedule meanwhile; 0), average_epochs (validate and keep an exponential
+    moving average of the weights with a time constant of this many epochs; 0, off).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -100,6 +102,10 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             bracket = "]" if closed_high else ")"
             raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}{bracket}, got {value!r}")
         checked[name] = float(value)
+    span = checked["average_epochs"]
+    if isinstance(span, bool) or not isinstance(span, numbers.Real) or not (math.isfinite(span) and span >= 0):
+        raise ValueError(f"PINN setting average_epochs must be a number >= 0, got {span!r}")
+    checked["average_epochs"] = float(span)
     clip = checked["gradient_clip"]
     if clip is not None:
         if isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not (math.isfinite(clip) and clip > 0):
