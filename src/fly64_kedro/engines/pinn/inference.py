@@ -54,9 +54,8 @@ def reconstruct(
 ) -> dict[str, Any]:
     """Predict every pattern's object patch with a trained model and stitch them into the (H, W) object.
 
-    At gridsize 2 every position seeds a group drawn (grouping_seed, neighbour_pool) from these positions; its patch
-    is the decoders' own prediction for it (``stitch: raw``, the default) or the group's canvas average, the patch
-    the physics layer saw in training (``stitch: merged``; docs/science.md compares the two). Stitching is the
+    At gridsize 2 every position seeds a group drawn (grouping_seed, neighbour_pool) from these positions
+    (``predict_patches``; docs/science.md compares its two ``stitch`` choices). Stitching is the
     |P|^2-weighted mean after phase synchronisation (physics/stitching.py).
     ``scale`` is checked only: the stored amplitudes are already exposure-independent, and the model carries its
     probe. Returns {"object": complex64 (H, W), "coverage": float32 (H, W) stitching weights (|P|^2 units),
@@ -71,44 +70,9 @@ def reconstruct(
         raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
     configure_worker(opts["threads"])
     models = load_models(weights, config)
-    merged = opts["stitch"] == "merged"
     device = tensorflow_device()
-
-    gridsize, n = config["gridsize"], len(diffraction)
-    groups = np.arange(n)[:, None]
-    if gridsize > 1:
-        groups = draw_groups(ycoords, xcoords, gridsize**2, opts["neighbour_pool"], opts["grouping_seed"])
-    # Batch by batch, keeping only each group's seed channel: memory stays O(batch), not O(n * C) (at paper scale
-    # the whole grouped stack and the model's outputs would be several GB). Whole batches only (the last one is
-    # zero-padded), so every batch has one shape and the timed loop never retraces.
-    batch = min(opts["inference_batch_size"], n)
-    n_pix = config["N"]
-
-    def batch_inputs(start: int) -> list[np.ndarray] | np.ndarray:
-        inputs, offsets = grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
-        pad = batch - len(inputs)
-        inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
-        offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
-        if merged:  # the merged model was built with a list of inputs, the inference model with one
-            return [inputs, offsets] if gridsize > 1 else [inputs]
-        return inputs
-
-    def seed_patches(start: int) -> np.ndarray:
-        """Channel 0 (the group's seed position): the canvas average, or the decoders' own patch."""
-        if merged:
-            real, imag = (np.asarray(t)[..., 0] for t in models.merged.predict_on_batch(batch_inputs(start)))
-            return real + 1j * imag
-        amplitude, phase = (np.asarray(t)[..., 0] for t in models.inference.predict_on_batch(batch_inputs(start)))
-        return amplitude * np.exp(1j * phase)
-
-    seed_patches(0)  # warm-up: traces the graph outside the timed loop
-    patches = np.empty((n, n_pix, n_pix), np.complex64)
-    tick = time.perf_counter()
-    for start in range(0, n, batch):
-        count = min(batch, n - start)
-        patches[start : start + count] = seed_patches(start)[:count]
-    inference_s = time.perf_counter() - tick
-
+    n = len(diffraction)
+    patches, inference_s = predict_patches(models, config, diffraction, ycoords, xcoords, opts)
     stitched = stitch_patches(patches, ycoords, xcoords, object_shape, probe)
     result = {
         "object": stitched.object,
@@ -127,3 +91,52 @@ def reconstruct(
         result["wall_time_s"],
     )
     return result
+
+
+def predict_patches(
+    models: PinnModels,
+    config: Mapping[str, Any],
+    diffraction: np.ndarray,
+    ycoords: np.ndarray,
+    xcoords: np.ndarray,
+    opts: Mapping[str, Any],
+) -> tuple[np.ndarray, float]:
+    """Each position's object patch, complex64 (n, N, N), and the seconds the prediction took after one warm-up
+    batch. ``opts``: validated settings (stitch, neighbour_pool, grouping_seed, inference_batch_size).
+
+    At gridsize 2 every position seeds a group; its patch is channel 0, the decoders' own prediction (``stitch:
+    raw``) or the group's canvas average, the patch the physics layer saw in training (``stitch: merged``).
+    """
+    merged = opts["stitch"] == "merged"
+    gridsize, n = config["gridsize"], len(diffraction)
+    groups = np.arange(n)[:, None]
+    if gridsize > 1:
+        groups = draw_groups(ycoords, xcoords, gridsize**2, opts["neighbour_pool"], opts["grouping_seed"])
+    # Batch by batch, keeping only each group's seed channel: memory stays O(batch), not O(n * C) (at paper scale
+    # the whole grouped stack and the model's outputs would be several GB). Whole batches only (the last one is
+    # zero-padded), so every batch has one shape and the timed loop never retraces.
+    batch = min(opts["inference_batch_size"], n)
+
+    def batch_inputs(start: int) -> list[np.ndarray] | np.ndarray:
+        inputs, offsets = grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
+        pad = batch - len(inputs)
+        inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
+        offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
+        if merged:  # the merged model was built with a list of inputs, the inference model with one
+            return [inputs, offsets] if gridsize > 1 else [inputs]
+        return inputs
+
+    def seed_patches(start: int) -> np.ndarray:
+        if merged:
+            real, imag = (np.asarray(t)[..., 0] for t in models.merged.predict_on_batch(batch_inputs(start)))
+            return real + 1j * imag
+        amplitude, phase = (np.asarray(t)[..., 0] for t in models.inference.predict_on_batch(batch_inputs(start)))
+        return amplitude * np.exp(1j * phase)
+
+    seed_patches(0)  # warm-up: traces the graph outside the timed loop
+    patches = np.empty((n, config["N"], config["N"]), np.complex64)
+    tick = time.perf_counter()
+    for start in range(0, n, batch):
+        count = min(batch, n - start)
+        patches[start : start + count] = seed_patches(start)[:count]
+    return patches, time.perf_counter() - tick

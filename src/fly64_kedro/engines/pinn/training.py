@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -165,8 +165,13 @@ def fit(
     gridsize: int,
     settings: Mapping[str, Any],
     job: str = "",
+    observers: Callable[[PinnModels], Sequence[keras.callbacks.Callback]] | None = None,
 ) -> tuple[PinnModels, dict[str, Any]]:
-    """``train``, also returning the trained Keras models (for callers inside the worker)."""
+    """``train``, also returning the trained Keras models (for callers inside the worker).
+
+    ``observers`` builds extra callbacks from the models (e.g. benchmarks/pinn_trace.py's per-epoch test score); they
+    run after the project's own, so at an epoch's end they see the weights early stopping would keep.
+    """
     started = time.perf_counter()
     opts = validate_settings(settings)
     diffraction, probe = np.asarray(diffraction), np.asarray(probe)
@@ -266,6 +271,7 @@ def fit(
             ),
             stopper,
             keras.callbacks.TerminateOnNaN(),
+            *(observers(models) if observers else []),
         ],
         verbose=0,
     )

@@ -1,0 +1,130 @@
+"""One PINN training traced epoch by epoch: the test split's phase and amplitude R2 after every epoch.
+
+    python benchmarks/pinn_trace.py DATA_ROOT [--dose d1e5] [--view full] [--label pinn_gs2] [--seed 7]
+        [--set warmup_epochs=2 --set threads=2] [--env ENV] [--out benchmarks/results/pinn_trace.json]
+
+DATA_ROOT is a finished study's data root (its 03_primary views). Trains the cell's model on the train view with the
+project's own settings (conf plus --set) and, at the end of every epoch, applies the weights early stopping would keep
+to the test view and scores them with bar_r2.py's code (a flat image scores 0). The score never steers the training:
+it only shows what the validation loss cannot, e.g. how much the test score jumps between adjacent epochs, when the
+phase starts to be learnt, or that the object has turned constant (docs/science.md "Seed spread"). Ends by applying
+the restored weights as the study does; that score equals the trace's at the best epoch. Costs the training's time
+plus a few seconds of inference and stitching per epoch. Writes one row per epoch (loss, val_loss, lr, epoch_s,
+phase_r2, amplitude_r2) with the stop reason and best epoch to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kedro.config import OmegaConfigLoader
+
+from fly64_kedro.datasets.npz_dataset import read_npz
+from fly64_kedro.engines import workers
+from fly64_kedro.pipelines.reconstruction.nodes import trained_settings
+from fly64_kedro.settings import CONFIG_LOADER_ARGS
+from fly64_kedro.study import ENGINES_BY_LABEL
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring, not the comparison pipeline's)
+
+
+def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """Train with a per-epoch test score (runs in the "tensorflow" worker); train/test hold a view's arrays and
+    its exposure scale. Returns the training result less its weights, the per-epoch scores and the final score."""
+    import keras
+
+    from fly64_kedro.engines.pinn.inference import predict_patches, reconstruct
+    from fly64_kedro.engines.pinn.settings import validate_settings
+    from fly64_kedro.engines.pinn.training import fit
+    from fly64_kedro.physics.stitching import stitch_patches
+
+    truth = test["objectGuess"]
+    mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
+    opts = validate_settings(settings)
+    scores: list[tuple[float, float]] = []
+
+    class TestScore(keras.callbacks.Callback):
+        def __init__(self, models: Any) -> None:
+            super().__init__()
+            self.models = models
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            config = {"gridsize": gridsize, "N": test["diffraction"].shape[1]}
+            patches, _ = predict_patches(
+                self.models, config, test["diffraction"], test["ycoords"], test["xcoords"], opts
+            )
+            stitched = stitch_patches(patches, test["ycoords"], test["xcoords"], truth.shape, test["probeGuess"])
+            scores.append(r2_scores(stitched.object, truth, mask))
+            print(f"epoch {epoch + 1}: phase R2 {scores[-1][1]:6.3f}  amplitude R2 {scores[-1][0]:6.3f}", flush=True)
+
+    args = (train["diffraction"], train["ycoords"], train["xcoords"], train["probeGuess"], train["scale"])
+    _, result = fit(*args, gridsize, settings, job="trace", observers=lambda models: [TestScore(models)])
+    final = reconstruct(
+        result.pop("weights"),
+        result["config"],
+        *(test[key] for key in ("diffraction", "ycoords", "xcoords", "probeGuess", "scale")),
+        truth.shape,
+        settings,
+        job="trace",
+    )
+    result["final_amplitude_r2"], result["final_phase_r2"] = r2_scores(final["object"], truth, mask)
+    result["scores"] = scores
+    return result
+
+
+def arrays(root: Path, dose: str, name: str, split: str) -> dict[str, Any]:
+    path = root / "03_primary" / dose / f"{name}_{split}.npz"
+    record = read_npz(str(path), str(path), "ptycho")
+    keys = ("diffraction", "ycoords", "xcoords", "probeGuess", "objectGuess")
+    return {**{key: record[key] for key in keys}, "scale": float(record.meta["scale"])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--dose", default="d1e5")
+    parser.add_argument("--view", default="full")
+    parser.add_argument("--label", default="pinn_gs2", choices=("pinn_gs1", "pinn_gs2"))
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a PINN setting (YAML)")
+    parser.add_argument("--env", default=None, help="Kedro configuration environment (default: base + local)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "pinn_trace.json")
+    args = parser.parse_args()
+
+    params = OmegaConfigLoader(str(HERE.parent / "conf"), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
+    pinn = {**params["reconstruction"]["pinn"], "training_seed": args.seed}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        pinn[key] = yaml.safe_load(value)
+    engine = ENGINES_BY_LABEL[args.label]
+    settings = trained_settings(engine, pinn, params["study"])
+    train, test = (arrays(args.root, args.dose, args.view, split) for split in ("train", "test"))
+    try:
+        result = workers.run_in_worker(engine.worker, "pinn_trace:trace", train, test, engine.gridsize, settings)
+    finally:
+        workers.shutdown()
+    history = result.pop("history")
+    rows = [
+        {"epoch": i + 1, **{key: values[i] for key, values in history.items()}, "amplitude_r2": amp, "phase_r2": phase}
+        for i, (amp, phase) in enumerate(result.pop("scores"))
+    ]
+    best = rows[result["best_epoch"]]
+    print(
+        f"{args.dose} {args.view} {args.label} seed {args.seed} {' '.join(args.set)}: {result['stop_reason']}; "
+        f"phase R2 at the best epoch {best['phase_r2']:.3f}, applied as the study does {result['final_phase_r2']:.3f}"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cell = {"dose": args.dose, "view": args.view, "label": args.label, "seed": args.seed, "set": args.set}
+    args.out.write_text(json.dumps({**cell, **result, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

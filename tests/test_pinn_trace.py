@@ -1,0 +1,31 @@
+"""The per-epoch trace (benchmarks/pinn_trace.py) on tiny data: one score per epoch, moving as the network trains,
+and the best epoch's score is what the study's own inference gives for the restored weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from session import PROJECT_ROOT, run_session
+
+pytestmark = pytest.mark.slow
+
+
+def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(tmp_path: Path) -> None:
+    run_session(tmp_path, pipeline_names=["generation", "overlap"])
+    out = tmp_path / "trace.json"
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "pinn_trace.py"), str(tmp_path), "--env", "tiny"]
+    command += ["--dose", "d1e5", "--label", "pinn_gs2", "--set", "epochs=3", "--set", "threads=1", "--out", str(out)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [row["epoch"] for row in rows] == [1, 2, 3] and len({row["phase_r2"] for row in rows}) == 3
+    assert all(len(row) == 7 for row in rows)  # epoch, loss, val_loss, lr, epoch_s and the two scores
+    best = rows[result["best_epoch"]]
+    assert best["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
+    assert best["amplitude_r2"] == pytest.approx(result["final_amplitude_r2"], abs=1e-6)
+    assert "weights" not in result and "phase R2" in done.stdout
