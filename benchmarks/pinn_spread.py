@@ -15,7 +15,6 @@ run of a configuration says little when this spread is large.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,44 +23,25 @@ from itertools import product
 from pathlib import Path
 
 import numpy as np
-import yaml
-from kedro.config import OmegaConfigLoader
 
-from fly64_kedro.datasets.npz_dataset import read_npz
 from fly64_kedro.engines import workers
 from fly64_kedro.pipelines.reconstruction.nodes import apply_model, train_model
-from fly64_kedro.settings import CONFIG_LOADER_ARGS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring, not the comparison pipeline's)
-
-
-def view(root: Path, dose: str, name: str, split: str):
-    path = root / "03_primary" / dose / f"{name}_{split}.npz"
-    return read_npz(str(path), str(path), "ptycho")
+from pinn_cell import cell_parser, parameters, views  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--dose", default="d1e5")
-    parser.add_argument("--view", default="full")
-    parser.add_argument("--label", default="pinn_gs2", choices=("pinn_gs1", "pinn_gs2"))
+    parser = cell_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a PINN setting (YAML)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one worker process each)")
-    parser.add_argument("--env", default=None, help="Kedro configuration environment (default: base + local)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "pinn_spread.json")
     args = parser.parse_args()
-
-    params = OmegaConfigLoader(str(HERE.parent / "conf"), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
-    study, pinn = params["study"], dict(params["reconstruction"]["pinn"])
-    for item in args.set:
-        key, _, value = item.partition("=")
-        pinn[key] = yaml.safe_load(value)
-    train, test = view(args.root, args.dose, args.view, "train"), view(args.root, args.dose, args.view, "test")
+    study, pinn = parameters(args)
+    train, test = views(args)
     truth = test["objectGuess"]
     mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
 

@@ -15,24 +15,19 @@ phase_r2, amplitude_r2) with the stop reason and best epoch to --out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-from kedro.config import OmegaConfigLoader
-
-from fly64_kedro.datasets.npz_dataset import read_npz
 from fly64_kedro.engines import workers
 from fly64_kedro.pipelines.reconstruction.nodes import trained_settings
-from fly64_kedro.settings import CONFIG_LOADER_ARGS
 from fly64_kedro.study import ENGINES_BY_LABEL
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring, not the comparison pipeline's)
+from pinn_cell import cell_parser, parameters, views  # noqa: E402
 
 
 def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: dict[str, Any]) -> dict[str, Any]:
@@ -79,33 +74,16 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
     return result
 
 
-def arrays(root: Path, dose: str, name: str, split: str) -> dict[str, Any]:
-    path = root / "03_primary" / dose / f"{name}_{split}.npz"
-    record = read_npz(str(path), str(path), "ptycho")
-    keys = ("diffraction", "ycoords", "xcoords", "probeGuess", "objectGuess")
-    return {**{key: record[key] for key in keys}, "scale": float(record.meta["scale"])}
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--dose", default="d1e5")
-    parser.add_argument("--view", default="full")
-    parser.add_argument("--label", default="pinn_gs2", choices=("pinn_gs1", "pinn_gs2"))
+    parser = cell_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a PINN setting (YAML)")
-    parser.add_argument("--env", default=None, help="Kedro configuration environment (default: base + local)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "pinn_trace.json")
     args = parser.parse_args()
-
-    params = OmegaConfigLoader(str(HERE.parent / "conf"), env=args.env, **CONFIG_LOADER_ARGS)["parameters"]
-    pinn = {**params["reconstruction"]["pinn"], "training_seed": args.seed}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        pinn[key] = yaml.safe_load(value)
+    study, pinn = parameters(args)
     engine = ENGINES_BY_LABEL[args.label]
-    settings = trained_settings(engine, pinn, params["study"])
-    train, test = (arrays(args.root, args.dose, args.view, split) for split in ("train", "test"))
+    settings = trained_settings(engine, {**pinn, "training_seed": args.seed}, study)
+    keys = ("diffraction", "ycoords", "xcoords", "probeGuess", "objectGuess")
+    train, test = ({**{key: view[key] for key in keys}, "scale": float(view.meta["scale"])} for view in views(args))
     try:
         result = workers.run_in_worker(engine.worker, "pinn_trace:trace", train, test, engine.gridsize, settings)
     finally:
