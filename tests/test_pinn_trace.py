@@ -1,5 +1,6 @@
 """The per-epoch trace (benchmarks/pinn_trace.py) on tiny data: one score per epoch, moving as the network trains,
-and the best epoch's score is what the study's own inference gives for the restored weights."""
+the best epoch's score is what the study's own inference gives for the restored weights, and scoring every epoch
+leaves the training as the study's nodes run it (pinn_spread.py: same losses, same score)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,24 @@ from session import PROJECT_ROOT, run_session
 pytestmark = pytest.mark.slow
 
 
-def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(tmp_path: Path) -> None:
-    run_session(tmp_path, pipeline_names=["generation", "overlap"])
-    out = tmp_path / "trace.json"
-    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / "pinn_trace.py"), str(tmp_path), "--env", "tiny"]
-    command += ["--dose", "d1e5", "--label", "pinn_gs2", "--set", "epochs=3", "--set", "threads=1", "--out", str(out)]
+def benchmark(script: str, root: Path, out: Path, *args: str) -> tuple[dict, str]:
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), str(root), "--env", "tiny", "--dose", "d1e5"]
+    command += ["--label", "pinn_gs2", "--set", "epochs=3", *args, "--out", str(out)]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(tmp_path: Path) -> None:
+    run_session(tmp_path, pipeline_names=["generation", "overlap"])
+    result, stdout = benchmark("pinn_trace.py", tmp_path, tmp_path / "trace.json", "--seed", "7", "--set", "threads=1")
     rows = result["rows"]
     assert [row["epoch"] for row in rows] == [1, 2, 3] and len({row["phase_r2"] for row in rows}) == 3
     assert all(len(row) == 7 for row in rows)  # epoch, loss, val_loss, lr, epoch_s and the two scores
     best = rows[result["best_epoch"]]
     assert best["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
     assert best["amplitude_r2"] == pytest.approx(result["final_amplitude_r2"], abs=1e-6)
-    assert "weights" not in result and "phase R2" in done.stdout
+    assert "weights" not in result and "phase R2" in stdout
+    spread, _ = benchmark("pinn_spread.py", tmp_path, tmp_path / "spread.json", "--seeds", "7", "--threads", "1")
+    assert spread["rows"][0]["history"]["loss"] == [row["loss"] for row in rows]
+    assert spread["rows"][0]["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
