@@ -44,6 +44,7 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
     mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
     opts = validate_settings(settings)
     scores: list[tuple[float, float]] = []
+    config = {"gridsize": gridsize, "N": test["diffraction"].shape[1]}  # what predict_patches reads of a model's config
 
     class TestScore(keras.callbacks.Callback):
         def __init__(self, models: Any) -> None:
@@ -51,7 +52,6 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
             self.models = models
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            config = {"gridsize": gridsize, "N": test["diffraction"].shape[1]}
             patches, _ = predict_patches(
                 self.models, config, test["diffraction"], test["ycoords"], test["xcoords"], opts
             )

@@ -223,24 +223,22 @@ def fit(
     jit = device == "gpu" if opts["jit_compile"] == "auto" else opts["jit_compile"]
     # The loss gradient grows with the counts, so the clip is given per mean count per pixel (dose-free).
     clip = None if opts["gradient_clip"] is None else opts["gradient_clip"] * float(counts[trn].mean())
-    symmetries = symmetry.probe_symmetries(probe) if opts["augment"] else symmetry.ALL[:1]
-    batch_size = BATCH_AUTO[gridsize] if opts["batch_size"] == "auto" else opts["batch_size"]
-    steps = math.ceil(len(trn) / batch_size)
-    averaging = opts["average_epochs"] > 0
-    # Time constant of average_epochs epochs: momentum 1 - 1 / steps averaged over (0 when that is under one step).
-    momentum = max(0.0, 1.0 - 1.0 / (opts["average_epochs"] * steps)) if averaging else 0.99
-    optimizer = keras.optimizers.Adam(
-        opts["learning_rate"], global_clipnorm=clip, use_ema=averaging, ema_momentum=momentum
-    )
-    # Creating Adam's slots now lets fit trace its step once, not twice (saves ~2.5 s per training on 2 CPU cores).
-    optimizer.build(models.training.trainable_variables)
-    loss = {"poisson": poisson_nll, "amplitude": amplitude_mse}[opts["loss"]]
-    models.training.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
 
     def features(idx: np.ndarray) -> dict[str, np.ndarray]:
         return {"diffraction": inputs[idx], **({"offsets": offsets[idx]} if gridsize > 1 else {})}
 
+    symmetries = symmetry.probe_symmetries(probe) if opts["augment"] else symmetry.ALL[:1]
+    batch_size = BATCH_AUTO[gridsize] if opts["batch_size"] == "auto" else opts["batch_size"]
     batches = _SymmetricBatches(features(trn), counts[trn], batch_size, symmetries, opts["training_seed"])
+    # Time constant of average_epochs epochs: momentum 1 - 1 / steps averaged over (0 when that is under one step).
+    averaging = opts["average_epochs"] > 0
+    momentum = max(0.0, 1.0 - 1.0 / (opts["average_epochs"] * len(batches))) if averaging else None
+    ema = {"use_ema": True, "ema_momentum": momentum} if averaging else {}
+    optimizer = keras.optimizers.Adam(opts["learning_rate"], global_clipnorm=clip, **ema)
+    # Creating Adam's slots now lets fit trace its step once, not twice (saves ~2.5 s per training on 2 CPU cores).
+    optimizer.build(models.training.trainable_variables)
+    loss = {"poisson": poisson_nll, "amplitude": amplitude_mse}[opts["loss"]]
+    models.training.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
     epoch_log = _EpochLogger(job, opts["epochs"])
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
@@ -292,7 +290,7 @@ def fit(
         "n_val_groups": n_val,
         "gradient_clip_norm": clip,
         "batch_size": batch_size,
-        "average_momentum": momentum if averaging else None,
+        "average_momentum": momentum,
     }
     logger.info("PINN %s: trained %d epochs in %.1f s", job, len(epoch_log.history["loss"]), result["wall_time_s"])
     return models, result
