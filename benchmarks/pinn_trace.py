@@ -10,7 +10,10 @@ it only shows what the validation loss cannot, e.g. how much the test score jump
 phase starts to be learnt, or that the object has turned constant (docs/science.md "Seed spread"). Ends by applying
 the restored weights as the study does; that score equals the trace's at the best epoch. Costs the training's time
 plus a few seconds of inference and stitching per epoch. Writes one row per epoch (loss, val_loss, lr, epoch_s,
-phase_r2, amplitude_r2) with the stop reason and best epoch to --out.
+phase_r2, amplitude_r2, amplitude_spread, saturated) with the stop reason and best epoch to --out. amplitude_spread is
+the predicted amplitude's standard deviation over the test patches, averaged over pixels (0: the network has turned
+constant, a dead run); saturated is the fraction of predicted pixels within 0.01 of their output activation's bound
+(polar: amplitude <= 0.01 or >= 0.99; cartesian: |real| or |imag| >= 0.99), where the gradient vanishes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fly64_kedro.engines import workers
 from fly64_kedro.pipelines.reconstruction.nodes import trained_settings
@@ -30,20 +35,33 @@ from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring,
 from pinn_cell import cell_parser, parameters, views  # noqa: E402
 
 
+def health(patches: np.ndarray, output: str) -> tuple[float, float]:
+    """(amplitude spread, saturated fraction) of predicted complex (n, N, N) patches from "polar" or "cartesian"
+    decoders: the amplitude's std over the patches averaged over pixels, and the fraction of pixels within 0.01 of
+    an output activation's bound (sigmoid amplitude in (0, 1); tanh real and imaginary parts in (-1, 1))."""
+    amplitude = np.abs(patches)
+    if output == "polar":
+        bound = (amplitude <= 0.01) | (amplitude >= 0.99)
+    else:
+        bound = np.maximum(np.abs(patches.real), np.abs(patches.imag)) >= 0.99
+    return float(np.std(amplitude, axis=0).mean()), float(np.mean(bound))
+
+
 def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: dict[str, Any]) -> dict[str, Any]:
     """Train with a per-epoch test score (runs in the "tensorflow" worker); train/test hold a view's arrays and
     its exposure scale. Returns the training result less its weights, the per-epoch scores and the final score."""
     import keras
 
     from fly64_kedro.engines.pinn.inference import predict_patches, reconstruct
-    from fly64_kedro.engines.pinn.settings import validate_settings
+    from fly64_kedro.engines.pinn.settings import OUTPUT_AUTO, validate_settings
     from fly64_kedro.engines.pinn.training import fit
     from fly64_kedro.physics.stitching import stitch_patches
 
     truth = test["objectGuess"]
     mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
     opts = validate_settings(settings)
-    scores: list[tuple[float, float]] = []
+    output = OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"]
+    scores: list[tuple[float, float, float, float]] = []
     config = {"gridsize": gridsize, "N": test["diffraction"].shape[1]}  # what predict_patches reads of a model's config
 
     class TestScore(keras.callbacks.Callback):
@@ -56,8 +74,13 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
                 self.models, config, test["diffraction"], test["ycoords"], test["xcoords"], opts
             )
             stitched = stitch_patches(patches, test["ycoords"], test["xcoords"], truth.shape, test["probeGuess"])
-            scores.append(r2_scores(stitched.object, truth, mask))
-            print(f"epoch {epoch + 1}: phase R2 {scores[-1][1]:6.3f}  amplitude R2 {scores[-1][0]:6.3f}", flush=True)
+            spread, saturated = health(patches, output)
+            scores.append((*r2_scores(stitched.object, truth, mask), spread, saturated))
+            print(
+                f"epoch {epoch + 1}: phase R2 {scores[-1][1]:6.3f}  amplitude R2 {scores[-1][0]:6.3f}  "
+                f"amplitude spread {spread:.4f}  saturated {saturated:.3f}",
+                flush=True,
+            )
 
     args = (train["diffraction"], train["ycoords"], train["xcoords"], train["probeGuess"], train["scale"])
     _, result = fit(*args, gridsize, settings, job="trace", observers=lambda models: [TestScore(models)])
@@ -90,8 +113,12 @@ def main() -> int:
         workers.shutdown()
     history = result.pop("history")
     rows = [
-        {"epoch": i + 1, **{key: values[i] for key, values in history.items()}, "amplitude_r2": amp, "phase_r2": phase}
-        for i, (amp, phase) in enumerate(result.pop("scores"))
+        {
+            "epoch": i + 1,
+            **{key: values[i] for key, values in history.items()},
+            **dict(zip(("amplitude_r2", "phase_r2", "amplitude_spread", "saturated"), score)),
+        }
+        for i, score in enumerate(result.pop("scores"))
     ]
     best = rows[result["best_epoch"]]
     print(

@@ -4,15 +4,15 @@ leaves the training as the study's nodes run it (pinn_spread.py: same losses, sa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from session import PROJECT_ROOT, run_session
-
-pytestmark = pytest.mark.slow
 
 
 def benchmark(script: str, root: Path, out: Path, *args: str) -> tuple[dict, str]:
@@ -23,12 +23,14 @@ def benchmark(script: str, root: Path, out: Path, *args: str) -> tuple[dict, str
     return json.loads(out.read_text()), done.stdout
 
 
+@pytest.mark.slow
 def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(tmp_path: Path) -> None:
     run_session(tmp_path, pipeline_names=["generation", "overlap"])
     result, stdout = benchmark("pinn_trace.py", tmp_path, tmp_path / "trace.json", "--seed", "7", "--set", "threads=1")
     rows = result["rows"]
     assert [row["epoch"] for row in rows] == [1, 2, 3] and len({row["phase_r2"] for row in rows}) == 3
-    assert all(len(row) == 7 for row in rows)  # epoch, loss, val_loss, lr, epoch_s and the two scores
+    assert all(len(row) == 9 for row in rows)  # epoch, loss, val_loss, lr, epoch_s, two scores, two health checks
+    assert all(row["amplitude_spread"] >= 0 and 0 <= row["saturated"] <= 1 for row in rows)
     best = rows[result["best_epoch"]]
     assert best["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
     assert best["amplitude_r2"] == pytest.approx(result["final_amplitude_r2"], abs=1e-6)
@@ -36,3 +38,20 @@ def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(t
     spread, _ = benchmark("pinn_spread.py", tmp_path, tmp_path / "spread.json", "--seeds", "7", "--threads", "1")
     assert spread["rows"][0]["history"]["loss"] == [row["loss"] for row in rows]
     assert spread["rows"][0]["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
+
+
+def test_health_tells_a_constant_or_saturated_output_from_a_live_one() -> None:
+    """The trace's two health numbers: spread 0 for a constant object, saturated 1 at an activation's bound."""
+    spec = importlib.util.spec_from_file_location("pinn_trace", PROJECT_ROOT / "benchmarks" / "pinn_trace.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    health = module.health
+    rng = np.random.default_rng(0)
+    live = 0.5 * rng.uniform(0.2, 1.0, (6, 8, 8)) * np.exp(1j * rng.uniform(-1, 1, (6, 8, 8)))
+    spread, saturated = health(live, "polar")
+    assert spread == pytest.approx(np.std(np.abs(live), axis=0).mean()) and spread > 0.05 and saturated == 0
+    assert health(np.broadcast_to(live[0], live.shape), "cartesian")[0] == pytest.approx(0, abs=1e-7)
+    assert health(np.full((4, 8, 8), 0.995 + 0j), "polar")[1] == 1  # sigmoid amplitude at 1
+    assert health(np.full((4, 8, 8), 0.005j), "polar")[1] == 1  # ... and at 0
+    assert health(np.full((4, 8, 8), 0.3 - 0.995j), "cartesian")[1] == 1  # tanh imaginary part at -1
+    assert health(np.full((4, 8, 8), 0.995 + 0.0j), "cartesian")[1] == 1 and health(live, "cartesian")[1] == 0
