@@ -142,15 +142,19 @@ def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> 
     return float(learnt / data["scale"])
 
 
-def _worker_untrained_object(output: str) -> np.ndarray:
-    """The (real, imag) object patches an untrained model predicts from random diffraction."""
+def _worker_untrained_object(output: str, amplitude_range: float = 1.0, bias: float | None = None) -> np.ndarray:
+    """The (real, imag) object patches an untrained model predicts from random diffraction; ``bias`` overrides the
+    polar amplitude decoder's last bias (e.g. a large one drives its sigmoid to the bound)."""
     import keras
 
     from fly64_kedro.engines.pinn.model import build_models
 
     keras.utils.set_random_seed(0)
     config = {"N": N, "gridsize": 1, "filters": 8, "input_scale": 1.0, "intensity_scale": 1.0}
-    models = build_models({**config, "trainable_scale": True, "output": output, "canvas_radius": 0})
+    config.update(trainable_scale=True, output=output, canvas_radius=0, amplitude_range=amplitude_range)
+    models = build_models(config)
+    if bias is not None:
+        models.inference.get_layer("amplitude_out").bias.assign(np.full(1, bias, dtype=np.float32))
     inputs = np.random.default_rng(0).uniform(0, 1, (4, N, N, 1)).astype(np.float32)
     real, imag = models.merged.predict(inputs, verbose=0)
     return real + 1j * imag
@@ -252,6 +256,16 @@ def test_cartesian_network_starts_at_half_transmission_and_polar_at_zero_phase()
     assert np.abs(polar).mean() == pytest.approx(0.5, abs=0.1) and np.abs(np.angle(polar)).mean() < 0.3
 
 
+@pytest.mark.parametrize("width", [1.0, 2.0])
+def test_amplitude_range_moves_the_polar_bound_not_the_start(width: float) -> None:
+    """amplitude_range r: the polar amplitude r * sigmoid starts at 0.5 for every r (the start's photon deficit is what
+    first trains the decoders) and tends to r, not 1, as the sigmoid saturates."""
+    start = in_tf("_worker_untrained_object", "polar", width)
+    assert np.abs(start).mean() == pytest.approx(0.5, abs=0.1)
+    saturated = in_tf("_worker_untrained_object", "polar", width, 30.0)
+    np.testing.assert_allclose(np.abs(saturated), width, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- training, reload, reconstruction
 
 
@@ -343,6 +357,18 @@ def test_warmup_ramps_the_learning_rate_then_leaves_it_to_the_schedule() -> None
     cold, _ = in_tf("_worker_fit", data, 1, settings)
     np.testing.assert_allclose(cold["history"]["lr"], [rate] * 3, rtol=1e-6)
     assert warm["history"]["loss"] != cold["history"]["loss"]
+
+
+@pytest.mark.slow
+def test_adam_beta_2_and_amplitude_range_change_the_training_and_are_recorded() -> None:
+    data = simulate(64, seed=5)
+    settings = {**SETTINGS, "epochs": 2}
+    default, _ = in_tf("_worker_fit", data, 1, settings)
+    assert default["config"]["amplitude_range"] == 1.0
+    for name, value in (("adam_beta_2", 0.99), ("amplitude_range", 2)):
+        other, _ = in_tf("_worker_fit", data, 1, {**settings, name: value})
+        assert other["history"]["loss"] != default["history"]["loss"], name
+    assert other["config"]["amplitude_range"] == 2.0
 
 
 @pytest.mark.slow
@@ -474,6 +500,12 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("average_epochs", -1),
         ("average_epochs", "long"),
         ("average_epochs", True),
+        ("amplitude_range", 0.5),
+        ("amplitude_range", "wide"),
+        ("amplitude_range", True),
+        ("adam_beta_2", 1.0),
+        ("adam_beta_2", 0),
+        ("adam_beta_2", "fast"),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

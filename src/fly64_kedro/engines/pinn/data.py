@@ -15,7 +15,7 @@ from fly64_kedro.engines.pinn.settings import LEVELS
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FORMAT = "fly64-pinn-4"  # 4: output (cartesian | polar) in the config
+CONFIG_FORMAT = "fly64-pinn-5"  # 4: output (cartesian | polar) in the config; 5: amplitude_range
 
 
 def check_data(

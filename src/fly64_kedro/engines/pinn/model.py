@@ -4,9 +4,10 @@
 Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored decoders
 4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels.
 ``output`` "cartesian" (gridsize 2 by default): the decoders give the object's real and imaginary parts, each
-through tanh, the real part starting at 0.5. "polar" (upstream's; gridsize 1 by default): amplitude through sigmoid
-and phase through pi * tanh. docs/science.md ("Cartesian output") has why and the measurements. Input: diffraction
-amplitudes (B, N, N, C) times a fixed normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
+through tanh, the real part starting at 0.5. "polar" (upstream's; gridsize 1 by default): amplitude through
+``amplitude_range`` * sigmoid, starting at 0.5, and phase through pi * tanh. docs/science.md ("Cartesian output")
+has why and the measurements. Input: diffraction amplitudes (B, N, N, C) times a fixed normalisation
+``input_scale`` (a layer, so the model takes raw amplitudes).
 
 gridsize 2: the C predicted patches of a group are splatted onto a shared canvas at their offsets from the
 group's reference point (bilinear, the adjoint of extraction), averaged where they overlap, and re-extracted at
@@ -130,8 +131,8 @@ def _decoder(
 
 
 def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
-    """Build the models from ``config`` (N, gridsize, filters, output, input_scale, intensity_scale, trainable_scale,
-    canvas_radius).
+    """Build the models from ``config`` (N, gridsize, filters, output, amplitude_range, input_scale, intensity_scale,
+    trainable_scale, canvas_radius).
 
     ``probe`` (complex (N, N)) initialises the physics layer; leave it None when loading saved weights.
     """
@@ -149,7 +150,11 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
         imag = _decoder(x, filters, channels, "tanh", "imag")
         amplitude, phase = CartesianToPolar(name="cartesian_to_polar")([real, imag])
     else:
-        amplitude = _decoder(x, filters, channels, "sigmoid", "amplitude")
+        # range * sigmoid, starting at 0.5 whatever the range (docs/science.md "Warmup": the start's photon deficit
+        # is what first trains the decoders; a range of 2 keeps the truth's ~0.9 away from the sigmoid's bound).
+        width = config["amplitude_range"]
+        start = _decoder(x, filters, channels, "sigmoid", "amplitude", bias=-math.log(2 * width - 1))
+        amplitude = keras.layers.Rescaling(width, name="amplitude_range")(start)
         phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))
         real, imag = PolarToCartesian(name="polar_to_cartesian")([amplitude, phase])
     inference = keras.Model(diffraction, [amplitude, phase], name="pinn_inference")

@@ -37,6 +37,8 @@ OPTIONAL = {
     "loss": "poisson",
     "warmup_epochs": 0,
     "average_epochs": 0.0,
+    "amplitude_range": 1.0,
+    "adam_beta_2": 0.999,
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
@@ -66,7 +68,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     serves every dose; null: none), loss ("poisson", the NLL of the counts, or "amplitude", the squared error of
     their square roots), warmup_epochs (the learning rate ramps up linearly over this many epochs' steps,
     overriding the plateau schedule meanwhile; 0), average_epochs (validate and keep an exponential
-    moving average of the weights with a time constant of this many epochs; 0, off).
+    moving average of the weights with a time constant of this many epochs; 0, off), amplitude_range (polar decoders:
+    the amplitude is this times a sigmoid, starting at 0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's
+    second-moment decay: a step can reach (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -95,6 +99,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         ("learning_rate", 0.0, math.inf, False),
         ("min_learning_rate", 0.0, math.inf, False),
         ("validation_fraction", 0.0, 1.0, False),
+        ("adam_beta_2", 0.0, 1.0, False),
     ):
         value = checked[name]
         valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -106,6 +111,10 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(span, bool) or not isinstance(span, numbers.Real) or not (math.isfinite(span) and span >= 0):
         raise ValueError(f"PINN setting average_epochs must be a number >= 0, got {span!r}")
     checked["average_epochs"] = float(span)
+    width = checked["amplitude_range"]
+    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (math.isfinite(width) and width >= 1):
+        raise ValueError(f"PINN setting amplitude_range must be a number >= 1, got {width!r}")
+    checked["amplitude_range"] = float(width)
     clip = checked["gradient_clip"]
     if clip is not None:
         if isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not (math.isfinite(clip) and clip > 0):

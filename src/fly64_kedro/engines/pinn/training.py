@@ -212,6 +212,7 @@ def fit(
         "intensity_scale": float(scale),
         "trainable_scale": opts["trainable_scale"],
         "output": OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"],
+        "amplitude_range": opts["amplitude_range"],  # polar only
         # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
         "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
         "keras_version": keras.__version__,
@@ -234,7 +235,7 @@ def fit(
     averaging = opts["average_epochs"] > 0
     momentum = max(0.0, 1.0 - 1.0 / (opts["average_epochs"] * len(batches))) if averaging else None
     ema = {"use_ema": True, "ema_momentum": momentum} if averaging else {}
-    optimizer = keras.optimizers.Adam(opts["learning_rate"], global_clipnorm=clip, **ema)
+    optimizer = keras.optimizers.Adam(opts["learning_rate"], beta_2=opts["adam_beta_2"], global_clipnorm=clip, **ema)
     # Creating Adam's slots now lets fit trace its step once, not twice (saves ~2.5 s per training on 2 CPU cores).
     optimizer.build(models.training.trainable_variables)
     loss = {"poisson": poisson_nll, "amplitude": amplitude_mse}[opts["loss"]]
