@@ -13,7 +13,8 @@ plus a few seconds of inference and stitching per epoch. Writes one row per epoc
 phase_r2, amplitude_r2, amplitude_spread, saturated) with the stop reason and best epoch to --out. amplitude_spread is
 the predicted amplitude's standard deviation over the test patches, averaged over pixels (0: the network has turned
 constant, a dead run); saturated is the fraction of predicted pixels within 0.01 of their output activation's bound
-(polar: amplitude <= 0.01 or >= 0.99; cartesian: |real| or |imag| >= 0.99), where the gradient vanishes.
+(polar: amplitude <= 0.01 r or >= 0.99 r, r the amplitude_range; cartesian: |real| or |imag| >= 0.99), where the
+gradient vanishes.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring,
 from pinn_cell import cell_parser, parameters, views  # noqa: E402
 
 
-def health(patches: np.ndarray, output: str) -> tuple[float, float]:
+def health(patches: np.ndarray, output: str, amplitude_range: float = 1.0) -> tuple[float, float]:
     """(amplitude spread, saturated fraction) of predicted complex (n, N, N) patches from "polar" or "cartesian"
-    decoders: the amplitude's std over the patches averaged over pixels, and the fraction of pixels within 0.01 of
-    an output activation's bound (sigmoid amplitude in (0, 1); tanh real and imaginary parts in (-1, 1))."""
+    decoders: the amplitude's std over the patches averaged over pixels, and the fraction of pixels within 1 % of
+    an output activation's bound (amplitude_range * sigmoid amplitude in (0, r); tanh real and imaginary parts in
+    (-1, 1))."""
     amplitude = np.abs(patches)
     if output == "polar":
-        bound = (amplitude <= 0.01) | (amplitude >= 0.99)
+        bound = (amplitude <= 0.01 * amplitude_range) | (amplitude >= 0.99 * amplitude_range)
     else:
         bound = np.maximum(np.abs(patches.real), np.abs(patches.imag)) >= 0.99
     return float(np.std(amplitude, axis=0).mean()), float(np.mean(bound))
@@ -74,7 +76,7 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
                 self.models, config, test["diffraction"], test["ycoords"], test["xcoords"], opts
             )
             stitched = stitch_patches(patches, test["ycoords"], test["xcoords"], truth.shape, test["probeGuess"])
-            spread, saturated = health(patches, output)
+            spread, saturated = health(patches, output, opts["amplitude_range"])
             scores.append((*r2_scores(stitched.object, truth, mask), spread, saturated))
             print(
                 f"epoch {epoch + 1}: phase R2 {scores[-1][1]:6.3f}  amplitude R2 {scores[-1][0]:6.3f}  "

@@ -53,5 +53,7 @@ def test_health_tells_a_constant_or_saturated_output_from_a_live_one() -> None:
     assert health(np.broadcast_to(live[0], live.shape), "cartesian")[0] == pytest.approx(0, abs=1e-7)
     assert health(np.full((4, 8, 8), 0.995 + 0j), "polar")[1] == 1  # sigmoid amplitude at 1
     assert health(np.full((4, 8, 8), 0.005j), "polar")[1] == 1  # ... and at 0
+    assert health(np.full((4, 8, 8), 0.995 + 0j), "polar", 2.0)[1] == 0  # mid-range when amplitude_range is 2
+    assert health(np.full((4, 8, 8), 1.99 + 0j), "polar", 2.0)[1] == 1  # ... whose bound is 2
     assert health(np.full((4, 8, 8), 0.3 - 0.995j), "cartesian")[1] == 1  # tanh imaginary part at -1
     assert health(np.full((4, 8, 8), 0.995 + 0.0j), "cartesian")[1] == 1 and health(live, "cartesian")[1] == 0
