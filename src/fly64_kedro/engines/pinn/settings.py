@@ -52,6 +52,11 @@ CHOICES = {
 }
 
 
+def _real(value: Any) -> bool:
+    """A finite real number, not a bool (YAML's true would otherwise pass as 1)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Check the PINN settings (Kedro parameters); return them with optional ones filled in.
 
@@ -102,22 +107,17 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         ("adam_beta_2", 0.0, 1.0, False),
     ):
         value = checked[name]
-        valid = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-        if not (valid and low < value and (value <= high if closed_high else value < high)):
+        if not (_real(value) and low < value and (value <= high if closed_high else value < high)):
             bracket = "]" if closed_high else ")"
             raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}{bracket}, got {value!r}")
         checked[name] = float(value)
-    span = checked["average_epochs"]
-    if isinstance(span, bool) or not isinstance(span, numbers.Real) or not (math.isfinite(span) and span >= 0):
-        raise ValueError(f"PINN setting average_epochs must be a number >= 0, got {span!r}")
-    checked["average_epochs"] = float(span)
-    width = checked["amplitude_range"]
-    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (math.isfinite(width) and width >= 1):
-        raise ValueError(f"PINN setting amplitude_range must be a number >= 1, got {width!r}")
-    checked["amplitude_range"] = float(width)
+    for name, minimum in (("average_epochs", 0), ("amplitude_range", 1)):
+        if not (_real(checked[name]) and checked[name] >= minimum):
+            raise ValueError(f"PINN setting {name} must be a number >= {minimum}, got {checked[name]!r}")
+        checked[name] = float(checked[name])
     clip = checked["gradient_clip"]
     if clip is not None:
-        if isinstance(clip, bool) or not isinstance(clip, numbers.Real) or not (math.isfinite(clip) and clip > 0):
+        if not (_real(clip) and clip > 0):
             raise ValueError(f"PINN setting gradient_clip must be a number > 0 or null, got {clip!r}")
         checked["gradient_clip"] = float(clip)
     if checked["min_learning_rate"] > checked["learning_rate"]:
