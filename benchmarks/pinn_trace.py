@@ -13,8 +13,8 @@ plus a few seconds of inference and stitching per epoch. Writes one row per epoc
 phase_r2, amplitude_r2, amplitude_spread, saturated) with the stop reason and best epoch to --out. amplitude_spread is
 the predicted amplitude's standard deviation over the test patches, averaged over pixels (0: the network has turned
 constant, a dead run); saturated is the fraction of predicted pixels within 0.01 of their output activation's bound
-(polar: amplitude <= 0.01 r or >= 0.99 r, r the amplitude_range; cartesian: |real| or |imag| >= 0.99), where the
-gradient vanishes.
+(r the amplitude_range; polar: amplitude <= 0.01 r or >= 0.99 r; cartesian: |real| or |imag| >= 0.99 r), where
+the gradient vanishes.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from pinn_cell import cell_parser, parameters, views  # noqa: E402
 def health(patches: np.ndarray, output: str, amplitude_range: float = 1.0) -> tuple[float, float]:
     """(amplitude spread, saturated fraction) of predicted complex (n, N, N) patches from "polar" or "cartesian"
     decoders: the amplitude's std over the patches averaged over pixels, and the fraction of pixels within 1 % of
-    an output activation's bound (amplitude_range * sigmoid amplitude in (0, r); tanh real and imaginary parts in
-    (-1, 1))."""
+    an output activation's bound (r = amplitude_range: r * sigmoid amplitude in (0, r); r * tanh real and imaginary
+    parts in (-r, r))."""
     amplitude = np.abs(patches)
     if output == "polar":
         bound = (amplitude <= 0.01 * amplitude_range) | (amplitude >= 0.99 * amplitude_range)
     else:
-        bound = np.maximum(np.abs(patches.real), np.abs(patches.imag)) >= 0.99
+        bound = np.maximum(np.abs(patches.real), np.abs(patches.imag)) >= 0.99 * amplitude_range
     return float(np.std(amplitude, axis=0).mean()), float(np.mean(bound))
 
 

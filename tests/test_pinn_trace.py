@@ -56,4 +56,5 @@ def test_health_tells_a_constant_or_saturated_output_from_a_live_one() -> None:
     assert health(np.full((4, 8, 8), 0.995 + 0j), "polar", 2.0)[1] == 0  # mid-range when amplitude_range is 2
     assert health(np.full((4, 8, 8), 1.99 + 0j), "polar", 2.0)[1] == 1  # ... whose bound is 2
     assert health(np.full((4, 8, 8), 0.3 - 0.995j), "cartesian")[1] == 1  # tanh imaginary part at -1
+    assert health(np.full((4, 8, 8), 0.3 - 0.995j), "cartesian", 2.0)[1] == 0  # ... mid-range at range 2
     assert health(np.full((4, 8, 8), 0.995 + 0.0j), "cartesian")[1] == 1 and health(live, "cartesian")[1] == 0

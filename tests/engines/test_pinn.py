@@ -144,7 +144,7 @@ def _worker_learnt_scale(data: dict[str, Any], brighter: float, epochs: int) -> 
 
 def _worker_untrained_object(output: str, amplitude_range: float = 1.0, bias: float | None = None) -> np.ndarray:
     """The (real, imag) object patches an untrained model predicts from random diffraction; ``bias`` overrides the
-    polar amplitude decoder's last bias (e.g. a large one drives its sigmoid to the bound)."""
+    last bias of the polar amplitude or the cartesian real-part decoder (a large one drives it to its bound)."""
     import keras
 
     from fly64_kedro.engines.pinn.model import build_models
@@ -154,7 +154,8 @@ def _worker_untrained_object(output: str, amplitude_range: float = 1.0, bias: fl
     config.update(trainable_scale=True, output=output, canvas_radius=0, amplitude_range=amplitude_range)
     models = build_models(config)
     if bias is not None:
-        models.inference.get_layer("amplitude_out").bias.assign(np.full(1, bias, dtype=np.float32))
+        layer = "amplitude_out" if output == "polar" else "real_out"
+        models.inference.get_layer(layer).bias.assign(np.full(1, bias, dtype=np.float32))
     inputs = np.random.default_rng(0).uniform(0, 1, (4, N, N, 1)).astype(np.float32)
     real, imag = models.merged.predict(inputs, verbose=0)
     return real + 1j * imag
@@ -256,14 +257,16 @@ def test_cartesian_network_starts_at_half_transmission_and_polar_at_zero_phase()
     assert np.abs(polar).mean() == pytest.approx(0.5, abs=0.1) and np.abs(np.angle(polar)).mean() < 0.3
 
 
+@pytest.mark.parametrize("output", ["polar", "cartesian"])
 @pytest.mark.parametrize("width", [1.0, 2.0])
-def test_amplitude_range_moves_the_polar_bound_not_the_start(width: float) -> None:
-    """amplitude_range r: the polar amplitude r * sigmoid starts at 0.5 for every r (the start's photon deficit is what
-    first trains the decoders) and tends to r, not 1, as the sigmoid saturates."""
-    start = in_tf("_worker_untrained_object", "polar", width)
+def test_amplitude_range_moves_the_bound_not_the_start(output: str, width: float) -> None:
+    """amplitude_range r: the polar amplitude r * sigmoid and the cartesian real part r * tanh start at 0.5 for every
+    r (the start's photon deficit is what first trains the decoders) and tend to r, not 1, as they saturate."""
+    start = in_tf("_worker_untrained_object", output, width)
     assert np.abs(start).mean() == pytest.approx(0.5, abs=0.1)
-    saturated = in_tf("_worker_untrained_object", "polar", width, 30.0)
-    np.testing.assert_allclose(np.abs(saturated), width, rtol=1e-5)
+    saturated = in_tf("_worker_untrained_object", output, width, 30.0)
+    bounded = np.abs(saturated) if output == "polar" else saturated.real
+    np.testing.assert_allclose(bounded, width, rtol=1e-5)
 
 
 # ---------------------------------------------------------------- training, reload, reconstruction

@@ -4,8 +4,8 @@
 Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored decoders
 4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels.
 ``output`` "cartesian" (gridsize 2 by default): the decoders give the object's real and imaginary parts, each
-through tanh, the real part starting at 0.5. "polar" (upstream's; gridsize 1 by default): amplitude through
-``amplitude_range`` * sigmoid, starting at 0.5, and phase through pi * tanh. docs/science.md ("Cartesian output")
+through ``amplitude_range`` * tanh, the real part starting at 0.5. "polar" (upstream's; gridsize 1 by default):
+amplitude through ``amplitude_range`` * sigmoid, starting at 0.5, and phase through pi * tanh. docs/science.md ("Cartesian output")
 has why and the measurements. Input: diffraction amplitudes (B, N, N, C) times a fixed normalisation
 ``input_scale`` (a layer, so the model takes raw amplitudes).
 
@@ -144,15 +144,17 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_a")
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_b")
         x = keras.layers.MaxPooling2D(2, name=f"encoder_{level}_pool")(x)
+    # Every bounded output is range * activation and starts at 0.5 whatever the range (docs/science.md "Warmup": the
+    # start's photon deficit is what first trains the decoders; a range of 2 keeps the truth's ~0.9 off the bound).
+    width = config["amplitude_range"]
     if config["output"] == "cartesian":
-        # The object starts near a uniform 0.5 transmission (tanh(0.55) = 0.5), not at 0, where no photons leave.
-        real = _decoder(x, filters, channels, "tanh", "real", bias=math.atanh(0.5))
+        # The object starts near a uniform 0.5 transmission, not at 0, where no photons leave.
+        real = _decoder(x, filters, channels, "tanh", "real", bias=math.atanh(0.5 / width))
         imag = _decoder(x, filters, channels, "tanh", "imag")
+        real = keras.layers.Rescaling(width, name="real_range")(real)
+        imag = keras.layers.Rescaling(width, name="imag_range")(imag)
         amplitude, phase = CartesianToPolar(name="cartesian_to_polar")([real, imag])
     else:
-        # range * sigmoid, starting at 0.5 whatever the range (docs/science.md "Warmup": the start's photon deficit
-        # is what first trains the decoders; a range of 2 keeps the truth's ~0.9 away from the sigmoid's bound).
-        width = config["amplitude_range"]
         start = _decoder(x, filters, channels, "sigmoid", "amplitude", bias=-math.log(2 * width - 1))
         amplitude = keras.layers.Rescaling(width, name="amplitude_range")(start)
         phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))

@@ -73,8 +73,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     serves every dose; null: none), loss ("poisson", the NLL of the counts, or "amplitude", the squared error of
     their square roots), warmup_epochs (the learning rate ramps up linearly over this many epochs' steps,
     overriding the plateau schedule meanwhile; 0), average_epochs (validate and keep an exponential
-    moving average of the weights with a time constant of this many epochs; 0, off), amplitude_range (polar decoders:
-    the amplitude is this times a sigmoid, starting at 0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's
+    moving average of the weights with a time constant of this many epochs; 0, off), amplitude_range (the bound of the
+    decoders' outputs: polar amplitude this times a sigmoid, cartesian parts this times tanh, the object starting at
+    0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's
     second-moment decay: a step can reach (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """

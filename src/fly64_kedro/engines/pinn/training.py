@@ -212,7 +212,7 @@ def fit(
         "intensity_scale": float(scale),
         "trainable_scale": opts["trainable_scale"],
         "output": OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"],
-        "amplitude_range": opts["amplitude_range"],  # polar only
+        "amplitude_range": opts["amplitude_range"],
         # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
         "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
         "keras_version": keras.__version__,
