@@ -8,9 +8,11 @@ project's own settings (conf plus --set) and, at the end of every epoch, applies
 to the test view and scores them with bar_r2.py's code (a flat image scores 0). The score never steers the training:
 it only shows what the validation loss cannot, e.g. how much the test score jumps between adjacent epochs, when the
 phase starts to be learnt, or that the object has turned constant (docs/science.md "Seed spread"). Ends by applying
-the restored weights as the study does; that score equals the trace's at the best epoch. Costs the training's time
-plus a few seconds of inference and stitching per epoch. Writes one row per epoch (loss, val_loss, lr, epoch_s,
-phase_r2, amplitude_r2, amplitude_spread, saturated) with the stop reason and best epoch to --out. amplitude_spread is
+the restored weights as the study does; that score equals the trace's at the best epoch (the symmetry-averaged one
+with average_symmetries). Costs the training's time plus a few seconds of inference and stitching per epoch (9 x that
+with average_symmetries). Writes one row per epoch (loss, val_loss, lr, epoch_s, SCORE_COLUMNS) with the stop reason
+and best epoch to --out; the plain scores are those of a single prediction per pattern, the averaged ones (NaN unless
+average_symmetries) those of the symmetry-averaged prediction. amplitude_spread is
 the predicted amplitude's standard deviation over the test patches, averaged over pixels (0: the network has turned
 constant, a dead run); saturated is the fraction of predicted pixels within 0.01 of their output activation's bound
 (r the amplitude_range; polar: amplitude <= 0.01 r or >= 0.99 r; cartesian: |real| or |imag| >= 0.99 r), where
@@ -20,6 +22,7 @@ the gradient vanishes.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,14 @@ from fly64_kedro.pipelines.reconstruction.nodes import trained_settings
 from fly64_kedro.study import ENGINES_BY_LABEL
 
 HERE = Path(__file__).resolve().parent
+SCORE_COLUMNS = (
+    "amplitude_r2",
+    "phase_r2",
+    "amplitude_spread",
+    "saturated",
+    "averaged_amplitude_r2",
+    "averaged_phase_r2",
+)
 sys.path.insert(0, str(HERE))
 from bar_r2 import compared_region, r2_scores  # noqa: E402  (the bar's scoring, not the comparison pipeline's)
 from pinn_cell import cell_parser, parameters, views  # noqa: E402
@@ -71,16 +82,21 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
             super().__init__()
             self.models = models
 
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            patches, _ = predict_patches(
-                self.models, config, test["diffraction"], test["ycoords"], test["xcoords"], opts
-            )
+        def score(self, settings: dict[str, Any]) -> tuple[tuple[float, float], np.ndarray]:
+            position = (test[key] for key in ("diffraction", "ycoords", "xcoords", "probeGuess"))
+            patches, _ = predict_patches(self.models, config, *position, settings)
             stitched = stitch_patches(patches, test["ycoords"], test["xcoords"], truth.shape, test["probeGuess"])
+            return r2_scores(stitched.object, truth, mask), patches
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            plain, patches = self.score({**opts, "average_symmetries": False})
             spread, saturated = health(patches, output, opts["amplitude_range"])
-            scores.append((*r2_scores(stitched.object, truth, mask), spread, saturated))
+            averaged = self.score(opts)[0] if opts["average_symmetries"] else (math.nan, math.nan)
+            scores.append((*plain, spread, saturated, *averaged))
             print(
-                f"epoch {epoch + 1}: phase R2 {scores[-1][1]:6.3f}  amplitude R2 {scores[-1][0]:6.3f}  "
-                f"amplitude spread {spread:.4f}  saturated {saturated:.3f}",
+                f"epoch {epoch + 1}: phase R2 {plain[1]:6.3f}  amplitude R2 {plain[0]:6.3f}  "
+                f"amplitude spread {spread:.4f}  saturated {saturated:.3f}  "
+                f"symmetry-averaged phase R2 {averaged[1]:6.3f}  amplitude R2 {averaged[0]:6.3f}",
                 flush=True,
             )
 
@@ -118,14 +134,15 @@ def main() -> int:
         {
             "epoch": i + 1,
             **{key: values[i] for key, values in history.items()},
-            **dict(zip(("amplitude_r2", "phase_r2", "amplitude_spread", "saturated"), score)),
+            **dict(zip(SCORE_COLUMNS, score)),
         }
         for i, score in enumerate(result.pop("scores"))
     ]
     best = rows[result["best_epoch"]]
+    column = "averaged_phase_r2" if settings.get("average_symmetries") else "phase_r2"
     print(
         f"{args.dose} {args.view} {args.label} seed {args.seed} {' '.join(args.set)}: {result['stop_reason']}; "
-        f"phase R2 at the best epoch {best['phase_r2']:.3f}, applied as the study does {result['final_phase_r2']:.3f}"
+        f"phase R2 at the best epoch {best[column]:.3f}, applied as the study does {result['final_phase_r2']:.3f}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cell = {"dose": args.dose, "view": args.view, "label": args.label, "seed": args.seed, "set": args.set}

@@ -29,7 +29,8 @@ def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(t
     result, stdout = benchmark("pinn_trace.py", tmp_path, tmp_path / "trace.json", "--seed", "7", "--set", "threads=1")
     rows = result["rows"]
     assert [row["epoch"] for row in rows] == [1, 2, 3] and len({row["phase_r2"] for row in rows}) == 3
-    assert all(len(row) == 9 for row in rows)  # epoch, loss, val_loss, lr, epoch_s, two scores, two health checks
+    # epoch, loss, val_loss, lr, epoch_s, two scores, two health checks, two symmetry-averaged scores (off: NaN)
+    assert all(len(row) == 11 and np.isnan(row["averaged_phase_r2"]) for row in rows)
     assert all(row["amplitude_spread"] >= 0 and 0 <= row["saturated"] <= 1 for row in rows)
     best = rows[result["best_epoch"]]
     assert best["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)

@@ -65,3 +65,15 @@ def test_offsets_map_with_the_pixels(sym) -> None:
     # themselves. The detector's DFT is periodic, so single patterns map exactly; within a group this one edge
     # row is the only approximation, and the focused probe is exactly 0 there.
     np.testing.assert_allclose(recut[1:, 1:], symmetry.apply(sym, cut)[1:, 1:], atol=1e-6)
+
+
+@pytest.mark.parametrize("sym", symmetry.ALL, ids=str)
+def test_invert_undoes_apply_on_any_axes(sym) -> None:
+    """Inference maps predictions back with ``invert`` (average_symmetries): exact on both sides, on a batch's
+    pixel axes too. A transpose with one flip is a quarter turn, not its own inverse, so ``invert`` is needed."""
+    images = np.random.default_rng(2).standard_normal((3, N, N, 4))
+    np.testing.assert_array_equal(symmetry.invert(sym, symmetry.apply(sym, images, (1, 2)), (1, 2)), images)
+    np.testing.assert_array_equal(symmetry.apply(sym, symmetry.invert(sym, images, (1, 2)), (1, 2)), images)
+    if sym.transpose and sym.flip_y != sym.flip_x:
+        wrong = symmetry.apply(sym, symmetry.apply(sym, images, (1, 2)), (1, 2))
+        assert not np.array_equal(wrong, images)

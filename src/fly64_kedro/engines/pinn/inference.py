@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fly64_kedro.engines.accelerators import tensorflow_device
+from fly64_kedro.engines.pinn import symmetry
 from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.settings import validate_settings
@@ -72,7 +73,7 @@ def reconstruct(
     models = load_models(weights, config)
     device = tensorflow_device()
     n = len(diffraction)
-    patches, inference_s = predict_patches(models, config, diffraction, ycoords, xcoords, opts)
+    patches, inference_s = predict_patches(models, config, diffraction, ycoords, xcoords, probe, opts)
     stitched = stitch_patches(patches, ycoords, xcoords, object_shape, probe)
     result = {
         "object": stitched.object,
@@ -99,44 +100,62 @@ def predict_patches(
     diffraction: np.ndarray,
     ycoords: np.ndarray,
     xcoords: np.ndarray,
+    probe: np.ndarray,
     opts: Mapping[str, Any],
 ) -> tuple[np.ndarray, float]:
     """Each position's object patch, complex64 (n, N, N), and the seconds the prediction took after one warm-up
-    batch. ``opts``: validated settings (stitch, neighbour_pool, grouping_seed, inference_batch_size).
+    batch. ``opts``: validated settings (stitch, neighbour_pool, grouping_seed, inference_batch_size,
+    average_symmetries).
 
     At gridsize 2 every position seeds a group; its patch is channel 0, the decoders' own prediction (``stitch:
     raw``) or the group's canvas average, the patch the physics layer saw in training (``stitch: merged``).
+    With ``average_symmetries`` the patch is the mean over the probe's symmetries T of the prediction from the
+    patterns (and offsets) mapped by T, mapped back by T's inverse, each first turned to the plain prediction's global
+    phase (|P|^2-weighted): the same measurement seen as each of its exact equivalents, as in training.
     """
     merged = opts["stitch"] == "merged"
     gridsize, n = config["gridsize"], len(diffraction)
     groups = np.arange(n)[:, None]
     if gridsize > 1:
         groups = draw_groups(ycoords, xcoords, gridsize**2, opts["neighbour_pool"], opts["grouping_seed"])
+    symmetries = symmetry.probe_symmetries(probe) if opts["average_symmetries"] else symmetry.ALL[:1]
+    weight = np.abs(probe) ** 2
     # Batch by batch, keeping only each group's seed channel: memory stays O(batch), not O(n * C) (at paper scale
     # the whole grouped stack and the model's outputs would be several GB). Whole batches only (the last one is
     # zero-padded), so every batch has one shape and the timed loop never retraces.
     batch = min(opts["inference_batch_size"], n)
 
-    def batch_inputs(start: int) -> list[np.ndarray] | np.ndarray:
+    def batch_inputs(start: int, sym: symmetry.Symmetry) -> list[np.ndarray] | np.ndarray:
         inputs, offsets = grouped(diffraction, ycoords, xcoords, groups[start : start + batch])
         pad = batch - len(inputs)
         inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), np.float32)])
         offsets = np.concatenate([offsets, np.zeros((pad, *offsets.shape[1:]), np.float32)])
+        inputs, offsets = symmetry.apply(sym, inputs, axes=(1, 2)), symmetry.apply_offsets(sym, offsets)
         if merged:  # the merged model was built with a list of inputs, the inference model with one
             return [inputs, offsets] if gridsize > 1 else [inputs]
         return inputs
 
-    def seed_patches(start: int) -> np.ndarray:
+    def seed_patches(start: int, sym: symmetry.Symmetry) -> np.ndarray:
         if merged:
-            real, imag = (np.asarray(t)[..., 0] for t in models.merged.predict_on_batch(batch_inputs(start)))
-            return real + 1j * imag
-        amplitude, phase = (np.asarray(t)[..., 0] for t in models.inference.predict_on_batch(batch_inputs(start)))
-        return amplitude * np.exp(1j * phase)
+            real, imag = (np.asarray(t)[..., 0] for t in models.merged.predict_on_batch(batch_inputs(start, sym)))
+            return symmetry.invert(sym, real + 1j * imag)
+        outputs = models.inference.predict_on_batch(batch_inputs(start, sym))
+        amplitude, phase = (np.asarray(t)[..., 0] for t in outputs)
+        return symmetry.invert(sym, amplitude * np.exp(1j * phase))
 
-    seed_patches(0)  # warm-up: traces the graph outside the timed loop
+    def averaged(start: int) -> np.ndarray:
+        plain = seed_patches(start, symmetries[0])
+        total = plain.copy()
+        for sym in symmetries[1:]:
+            other = seed_patches(start, sym)
+            turn = np.sum(weight * other * np.conj(plain), axis=(1, 2))
+            total += other * np.exp(-1j * np.angle(turn))[:, None, None]
+        return total / len(symmetries)
+
+    seed_patches(0, symmetries[0])  # warm-up: traces the graph outside the timed loop
     patches = np.empty((n, config["N"], config["N"]), np.complex64)
     tick = time.perf_counter()
     for start in range(0, n, batch):
         count = min(batch, n - start)
-        patches[start : start + count] = seed_patches(start)[:count]
+        patches[start : start + count] = averaged(start)[:count]
     return patches, time.perf_counter() - tick

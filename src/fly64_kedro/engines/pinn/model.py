@@ -5,9 +5,9 @@ Encoder 4 x [conv3x3, conv3x3, maxpool] with filters f, 2f, 4f, 8f; two mirrored
 4 x [upsample, conv3x3, conv3x3] with filters 4f, 2f, f, f and a last conv3x3 to C = gridsize^2 channels.
 ``output`` "cartesian" (gridsize 2 by default): the decoders give the object's real and imaginary parts, each
 through ``amplitude_range`` * tanh, the real part starting at 0.5. "polar" (upstream's; gridsize 1 by default):
-amplitude through ``amplitude_range`` * sigmoid, starting at 0.5, and phase through pi * tanh. docs/science.md ("Cartesian output")
-has why and the measurements. Input: diffraction amplitudes (B, N, N, C) times a fixed normalisation
-``input_scale`` (a layer, so the model takes raw amplitudes).
+amplitude through ``amplitude_range`` * sigmoid, starting at 0.5, and phase through pi * tanh. docs/science.md
+("Cartesian output") has why and the measurements. Input: diffraction amplitudes (B, N, N, C) times a fixed
+normalisation ``input_scale`` (a layer, so the model takes raw amplitudes).
 
 gridsize 2: the C predicted patches of a group are splatted onto a shared canvas at their offsets from the
 group's reference point (bilinear, the adjoint of extraction), averaged where they overlap, and re-extracted at

@@ -39,8 +39,9 @@ OPTIONAL = {
     "average_epochs": 0.0,
     "amplitude_range": 1.0,
     "adam_beta_2": 0.999,
+    "average_symmetries": False,
 }
-BOOLEAN_SETTINGS = ("augment", "trainable_scale")
+BOOLEAN_SETTINGS = ("augment", "trainable_scale", "average_symmetries")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
 # Groups per step, per gridsize: over four seeds 8 beat 16 at gridsize 1 and lost to it at gridsize 2 (docs/science.md
 # "Seed spread").
@@ -76,7 +77,9 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     moving average of the weights with a time constant of this many epochs; 0, off), amplitude_range (the bound of the
     decoders' outputs: polar amplitude this times a sigmoid, cartesian parts this times tanh, the object starting at
     0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's
-    second-moment decay: a step can reach (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's).
+    second-moment decay: a step can reach (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's),
+    average_symmetries (inference predicts each patch from the pattern under every symmetry of the probe, maps the
+    predictions back and averages them after aligning their global phase; false).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]

@@ -42,6 +42,14 @@ def apply(symmetry: Symmetry, images: np.ndarray, axes: tuple[int, int] = (-2, -
     return out
 
 
+def invert(symmetry: Symmetry, images: np.ndarray, axes: tuple[int, int] = (-2, -1)) -> np.ndarray:
+    """``images`` mapped by the inverse of ``symmetry``: the flips (each its own inverse), then the transpose."""
+    out = _flip(images, axes[1]) if symmetry.flip_x else images
+    if symmetry.flip_y:
+        out = _flip(out, axes[0])
+    return np.swapaxes(out, *axes) if symmetry.transpose else out
+
+
 def apply_offsets(symmetry: Symmetry, offsets: np.ndarray) -> np.ndarray:
     """(..., 2) offsets (dy, dx) in pixels mapped as ``apply`` maps the pixels."""
     out = offsets[..., ::-1] if symmetry.transpose else offsets
