@@ -104,16 +104,15 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     for name in BOOLEAN_SETTINGS:
         if not isinstance(checked[name], bool):
             raise ValueError(f"PINN setting {name} must be true or false, got {checked[name]!r}")
-    for name, low, high, closed_high in (
-        ("learning_rate", 0.0, math.inf, False),
-        ("min_learning_rate", 0.0, math.inf, False),
-        ("validation_fraction", 0.0, 1.0, False),
-        ("adam_beta_2", 0.0, 1.0, False),
+    for name, low, high in (
+        ("learning_rate", 0.0, math.inf),
+        ("min_learning_rate", 0.0, math.inf),
+        ("validation_fraction", 0.0, 1.0),
+        ("adam_beta_2", 0.0, 1.0),
     ):
         value = checked[name]
-        if not (_real(value) and low < value and (value <= high if closed_high else value < high)):
-            bracket = "]" if closed_high else ")"
-            raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}{bracket}, got {value!r}")
+        if not (_real(value) and low < value < high):
+            raise ValueError(f"PINN setting {name} must be a number in ({low}, {high}), got {value!r}")
         checked[name] = float(value)
     for name, minimum in (("average_epochs", 0), ("amplitude_range", 1)):
         if not (_real(checked[name]) and checked[name] >= minimum):
