@@ -115,6 +115,12 @@ def _overlap_matrix(patches: np.ndarray, weight: np.ndarray, ycoords: np.ndarray
     return coo_matrix((np.asarray(values, np.complex128), (rows, cols)), shape=(n, n)).tocsr()
 
 
+def phase_offsets(patches: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Each (n, N, N) patch's global phase relative to its ``reference`` patch (rad, (n,)): the angle of their
+    ``weight``-weighted inner product, the offset that best turns the reference onto the patch."""
+    return np.angle(np.sum(weight * patches * np.conj(reference), axis=(1, 2)))
+
+
 def synchronise_offsets(
     patches: np.ndarray, weight: np.ndarray, ycoords: np.ndarray, xcoords: np.ndarray
 ) -> np.ndarray:
@@ -172,7 +178,7 @@ def stitch_patches(
     if synchronise:
         for _ in range(POLISH_ROUNDS):
             current = extract_patches(obj.astype(np.complex64), ycoords, xcoords, n_pix).astype(np.complex128)
-            updated = np.angle(np.sum(weight * patches * np.conj(current), axis=(1, 2)))
+            updated = phase_offsets(patches, current, weight)
             moved = np.abs(np.angle(np.exp(1j * (updated - theta))))
             theta = updated
             obj = _weighted_mean(patches, weight, theta, ycoords, xcoords, coverage)

@@ -19,7 +19,7 @@ from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_w
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.settings import validate_settings
 from fly64_kedro.geometry.grouping import draw_groups
-from fly64_kedro.physics.stitching import stitch_patches
+from fly64_kedro.physics.stitching import phase_offsets, stitch_patches
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,7 @@ def predict_patches(
         total = plain.copy()
         for sym in symmetries[1:]:
             other = seed_patches(start, sym)
-            turn = np.sum(weight * other * np.conj(plain), axis=(1, 2))
-            total += other * np.exp(-1j * np.angle(turn))[:, None, None]
+            total += other * np.exp(-1j * phase_offsets(other, plain, weight))[:, None, None]
         return total / len(symmetries)
 
     seed_patches(0, symmetries[0])  # warm-up: traces the graph outside the timed loop

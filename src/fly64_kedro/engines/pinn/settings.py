@@ -76,10 +76,10 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     overriding the plateau schedule meanwhile; 0), average_epochs (validate and keep an exponential
     moving average of the weights with a time constant of this many epochs; 0, off), amplitude_range (the bound of the
     decoders' outputs: polar amplitude this times a sigmoid, cartesian parts this times tanh, the object starting at
-    0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's
-    second-moment decay: a step can reach (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's),
-    average_symmetries (inference predicts each patch from the pattern under every symmetry of the probe, maps the
-    predictions back and averages them after aligning their global phase; false).
+    0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's second-moment decay: a step can reach
+    (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's), average_symmetries (inference predicts each
+    patch from the pattern under every symmetry of the probe, maps the predictions back and averages them after
+    aligning their global phase; false).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
