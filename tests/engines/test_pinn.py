@@ -426,6 +426,26 @@ def test_adam_beta_2_and_amplitude_range_change_the_training_and_are_recorded() 
 
 
 @pytest.mark.slow
+def test_rollback_restores_the_best_weights_and_halves_the_rate_when_the_val_loss_jumps() -> None:
+    """rollback f: an epoch whose val loss ends more than f x (first - best) above its best restores the best
+    epoch's weights and halves the rate; the steps before the first rollback are those of a run without it."""
+    data = simulate(64, seed=5)
+    settings = {**SETTINGS, "epochs": 6, "learning_rate": 0.02, "plateau_patience": 100}  # a rate that overshoots
+    plain, _ = in_tf("_worker_fit", data, 1, settings)
+    rolled, _ = in_tf("_worker_fit", data, 1, {**settings, "rollback": 1e-6})
+    assert plain["rollback_epochs"] == []
+    epochs = rolled["rollback_epochs"]
+    assert epochs, "no rollback: the rate no longer makes the val loss rise"
+    first = epochs[0]  # 1-based
+    val, rate = rolled["history"]["val_loss"], rolled["history"]["lr"]
+    assert val[first - 1] > min(val[: first - 1])
+    assert rolled["history"]["loss"][:first] == plain["history"]["loss"][:first]
+    assert rolled["history"]["loss"][first] != plain["history"]["loss"][first]
+    if first < len(rate):
+        assert rate[first] == pytest.approx(rate[first - 1] / 2)
+
+
+@pytest.mark.slow
 def test_weight_average_is_validated_and_kept_without_touching_the_training() -> None:
     """average_epochs: the val loss is the average's, the training steps are the raw weights' (swapped back exactly),
     and a long time constant holds the average near the first step's weights while the raw ones learn."""
@@ -561,6 +581,8 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("adam_beta_2", 0),
         ("adam_beta_2", "fast"),
         ("average_symmetries", "yes"),
+        ("rollback", 0),
+        ("rollback", "soon"),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

@@ -40,6 +40,7 @@ OPTIONAL = {
     "amplitude_range": 1.0,
     "adam_beta_2": 0.999,
     "average_symmetries": False,
+    "rollback": None,
 }
 BOOLEAN_SETTINGS = ("augment", "trainable_scale", "average_symmetries")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
@@ -79,7 +80,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     0.5 whatever the range; a number >= 1; 1), adam_beta_2 (Adam's second-moment decay: a step can reach
     (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's), average_symmetries (inference predicts each
     patch from the pattern under every symmetry of the probe, maps the predictions back and averages them after
-    aligning their global phase; false).
+    aligning their global phase; false), rollback (when an epoch's val loss ends more than this fraction of its
+    improvement so far above its best, the best weights are restored and the rate halved; a number > 0 or null, off).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -118,11 +120,12 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         if not (_real(checked[name]) and checked[name] >= minimum):
             raise ValueError(f"PINN setting {name} must be a number >= {minimum}, got {checked[name]!r}")
         checked[name] = float(checked[name])
-    clip = checked["gradient_clip"]
-    if clip is not None:
-        if not (_real(clip) and clip > 0):
-            raise ValueError(f"PINN setting gradient_clip must be a number > 0 or null, got {clip!r}")
-        checked["gradient_clip"] = float(clip)
+    for name in ("gradient_clip", "rollback"):
+        value = checked[name]
+        if value is not None:
+            if not (_real(value) and value > 0):
+                raise ValueError(f"PINN setting {name} must be a number > 0 or null, got {value!r}")
+            checked[name] = float(value)
     if checked["min_learning_rate"] > checked["learning_rate"]:
         raise ValueError(
             f"PINN setting min_learning_rate ({checked['min_learning_rate']}) must be <= learning_rate "

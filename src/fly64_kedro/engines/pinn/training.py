@@ -89,6 +89,32 @@ class _Warmup(keras.callbacks.Callback):
             self.step += 1
 
 
+class _Rollback(keras.callbacks.Callback):
+    """Undo a fall-back: when the val loss ends an epoch more than ``fraction`` of its improvement so far (first epoch
+    to best) above its best, restore the best epoch's weights and halve the learning rate (not below ``min_lr``).
+
+    A dying network jumps in one or two steps, and its ReLUs then stay off (docs/science.md "Warmup"); early stopping
+    alone waits 10 epochs and then keeps an epoch from before the phase was learnt. ``epochs`` lists the rollbacks.
+    """
+
+    def __init__(self, fraction: float, min_lr: float) -> None:
+        super().__init__()
+        self.fraction, self.min_lr = fraction, min_lr
+        self.first, self.best, self.weights = math.inf, math.inf, None
+        self.epochs: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        val = float((logs or {})["val_loss"])
+        self.first = val if epoch == 0 else self.first
+        if val < self.best:
+            self.best, self.weights = val, self.model.get_weights()
+        elif self.weights is not None and val - self.best > self.fraction * (self.first - self.best) > 0:
+            self.model.set_weights(self.weights)
+            rate = self.model.optimizer.learning_rate
+            rate.assign(max(float(rate.numpy()) / 2, self.min_lr))
+            self.epochs.append(epoch + 1)
+
+
 class _AveragedWeights(keras.callbacks.Callback):
     """Validate and keep the optimizer's moving average of the weights (Adam ``use_ema``), not the last step's.
 
@@ -241,6 +267,7 @@ def fit(
     loss = {"poisson": poisson_nll, "amplitude": amplitude_mse}[opts["loss"]]
     models.training.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
     epoch_log = _EpochLogger(job, opts["epochs"])
+    rollback = None if opts["rollback"] is None else _Rollback(opts["rollback"], opts["min_learning_rate"])
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
     )
@@ -265,6 +292,7 @@ def fit(
             _Warmup(opts["learning_rate"], opts["warmup_epochs"] * len(batches)),
             *([_AveragedWeights()] if averaging else []),
             epoch_log,
+            *([rollback] if rollback else []),
             keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.5, patience=opts["plateau_patience"], min_lr=opts["min_learning_rate"]
             ),
@@ -292,6 +320,7 @@ def fit(
         "gradient_clip_norm": clip,
         "batch_size": batch_size,
         "average_momentum": momentum,
+        "rollback_epochs": rollback.epochs if rollback else [],
     }
     logger.info("PINN %s: trained %d epochs in %.1f s", job, len(epoch_log.history["loss"]), result["wall_time_s"])
     return models, result

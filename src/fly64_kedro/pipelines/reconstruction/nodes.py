@@ -161,6 +161,7 @@ def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, A
             "n_symmetries": result["n_symmetries"],
             "gradient_clip_norm": result["gradient_clip_norm"],
             "batch_size": result["batch_size"],
+            "rollback_epochs": result["rollback_epochs"],
             "final_loss": history["loss"][-1] if history.get("loss") else None,
             "wall_time_s": result["wall_time_s"],
             "device": result["device"],
