@@ -354,7 +354,8 @@ def train(
     {"weights": {name: float32 array}, "config": JSON-serialisable dict, "history": {"loss", "val_loss", "lr",
     "epoch_s"} per epoch, "wall_time_s": seconds, "device" ("gpu" or "cpu"), "best_epoch", "epochs_run",
     "stop_reason", "n_symmetries", "n_train_groups", "n_val_groups", "gradient_clip_norm" (the global-norm clip applied,
-    or None), "batch_size" (groups per step), "average_momentum" (the weight average's per-step momentum, or None)};
+    or None), "batch_size" (groups per step), "average_momentum" (the weight average's per-step momentum, or None),
+    "rollback_epochs" (1-based epochs after which the best weights were restored; empty unless rollback is set)};
     the weights are those of the epoch with the lowest validation loss (its weight average when average_epochs > 0).
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]
