@@ -1,13 +1,14 @@
-"""How far one PINN cell's test phase R2 moves across training seeds and thread counts (issue 11's "spread").
+"""How far one PINN cell's test phase R2 moves across training seeds and threads per op (issue 11's "spread").
 
     python benchmarks/pinn_spread.py DATA_ROOT [--dose d1e5] [--view full] [--label pinn_gs2] [--seeds 7 8 9]
         [--threads 1 2] [--set loss=amplitude --set gradient_clip=4] [--jobs 2]
 
 DATA_ROOT is a finished study's data root (its 01_raw base and 03_primary views; `make study` writes data/). Each
-(seed, threads) pair trains the cell's model on the train view with the project's own nodes and parameters
-(conf/base plus --set), applies it to the test view and scores it with bar_r2.py's code (phase R2 against the
-base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes 7-30 minutes on 2 cores (by the
-epochs they run and the machine).
+(seed, threads) pair trains the cell's model with that many threads per TensorFlow op (``intra_op_threads``: the
+count that moves the numbers; ``threads``, ops side by side, moves none) on the train view with the project's own
+nodes and parameters (conf/base plus --set), applies it to the test view and scores it with bar_r2.py's code (phase
+R2 against the base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes 7-30 minutes on 2
+cores (by the epochs they run and the machine).
 Prints one row per run and the spread (max - min) per thread count and over all, and writes
 benchmarks/results/pinn_spread.json (--out; each run's R2, epochs, stop reason and per-epoch loss history). A single
 run of a configuration says little when this spread is large.
@@ -36,7 +37,7 @@ from pinn_cell import cell_parser, parameters, views  # noqa: E402
 def main() -> int:
     parser = cell_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 8, 9])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="threads per op (intra_op_threads)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one worker process each)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "pinn_spread.json")
     args = parser.parse_args()
@@ -46,7 +47,7 @@ def main() -> int:
     mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
 
     def run(seed: int, threads: int) -> dict:
-        settings = {**pinn, "training_seed": seed, "threads": threads}
+        settings = {**pinn, "training_seed": seed, "intra_op_threads": threads}
         started = time.perf_counter()
         model = train_model(train, settings, study, args.label)
         record = apply_model(model, test, settings, study, args.label)

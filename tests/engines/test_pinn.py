@@ -34,6 +34,7 @@ SETTINGS = {
     "subsampling_seed": 456,
     "training_seed": 7,
     "threads": None,
+    "intra_op_threads": None,  # TensorFlow's default: the fastest tests; the thread test starts its own workers
 }
 
 
@@ -382,6 +383,25 @@ def test_same_settings_train_the_same_weights(trained: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
+def test_threads_leave_the_weights_bit_identical_and_intra_op_threads_do_not() -> None:
+    """``threads`` runs independent ops side by side (the two decoders), each op on one thread: 1 or 2 give the same
+    weights. Two threads per op split the kernels' sums differently, and the training amplifies that (the control:
+    it shows the data are sensitive enough for the first check to mean something)."""
+    data = simulate(64, seed=5)
+    runs = {}
+    for threads, intra in ((1, 1), (2, 1), (1, 2)):
+        shutdown("tensorflow")  # a worker's threads are fixed at its first op
+        settings = {**SETTINGS, "epochs": 2, "threads": threads, "intra_op_threads": intra}
+        result, _ = in_tf("_worker_fit", data, 2, settings)
+        assert result["tf_threads"] == {"intra_op": intra, "inter_op": threads}
+        runs[threads, intra] = result["weights"]
+    shutdown("tensorflow")
+    for name, value in runs[1, 1].items():
+        np.testing.assert_array_equal(runs[2, 1][name], value, err_msg=name)
+    assert any(not np.array_equal(runs[1, 2][name], value) for name, value in runs[1, 1].items())
+
+
+@pytest.mark.slow
 def test_gradient_clip_is_given_per_mean_count_and_takes_effect() -> None:
     """The clip scales with the dose (one setting serves 1e3 and 1e5), and a clipped training differs from a free one
     (Adam rescales a constant factor away, but not a clip that cuts some steps and not others)."""
@@ -559,6 +579,8 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("n_groups", 0),
         ("filters", True),
         ("threads", 0),
+        ("intra_op_threads", 0),
+        ("intra_op_threads", 1.5),
         ("training_seed", None),
         ("min_learning_rate", 1.0),  # above learning_rate
         ("augment", "yes"),

@@ -39,31 +39,36 @@ def check_data(
         raise ValueError(f"exposure scale must be finite and > 0, got {scale}")
 
 
-def configure_worker(threads: int | None) -> None:
+def configure_worker(threads: int | None, intra_op_threads: int | None) -> None:
     """Deterministic TensorFlow kernels (same parameters, same numbers; a few % slower), GPU memory taken as
-    needed (not all of it at start, so a torch job or a second TensorFlow worker can share the GPU) and the
-    intra/inter-op ``threads`` (settable only before the worker's first TensorFlow op; None keeps TensorFlow's
-    default)."""
+    needed (not all of it at start, so a torch job or a second TensorFlow worker can share the GPU) and the threads
+    (settable only before the worker's first TensorFlow op; None: TensorFlow's default).
+
+    ``threads`` is how many independent ops run at once (inter-op: the two decoders and their gradients), which
+    leaves every number as it is; ``intra_op_threads`` is how many threads one op uses, and any value but 1 changes
+    the kernels' summation order and so the trained weights (docs/science.md "Determinism").
+    """
     tf.config.experimental.enable_op_determinism()
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:  # the GPU is already initialised in this worker: its setting stays
             pass
-    if threads is None:
-        return
+    wanted = (intra_op_threads or 0, threads or 0)  # TensorFlow's 0: its default
     current = (
         tf.config.threading.get_intra_op_parallelism_threads(),
         tf.config.threading.get_inter_op_parallelism_threads(),
     )
-    if current == (threads, threads):
+    if current == wanted:
         return
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(wanted[0])
+        tf.config.threading.set_inter_op_parallelism_threads(wanted[1])
     except RuntimeError:
         logger.warning(
-            "TensorFlow is already running in this worker with threads %s; ignoring threads=%d", current, threads
+            "TensorFlow is already running in this worker with (intra-op, inter-op) threads %s; ignoring %s",
+            current,
+            wanted,
         )
 
 

@@ -69,7 +69,7 @@ def reconstruct(
     check_data(diffraction, ycoords, xcoords, probe, scale)
     if diffraction.shape[1] != config["N"]:
         raise ValueError(f"the model was trained at N={config['N']}, the diffraction has N={diffraction.shape[1]}")
-    configure_worker(opts["threads"])
+    configure_worker(opts["threads"], opts["intra_op_threads"])
     models = load_models(weights, config)
     device = tensorflow_device()
     n = len(diffraction)

@@ -24,8 +24,9 @@ INTEGER_SETTINGS = {
     "training_seed": 0,
     "threads": 1,
 }
-NULLABLE = {"n_groups", "threads"}
+NULLABLE = {"n_groups", "threads", "intra_op_threads"}
 OPTIONAL = {
+    "intra_op_threads": 1,
     "inference_batch_size": 64,
     "jit_compile": "auto",
     "min_learning_rate": 1e-4,
@@ -64,8 +65,11 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
     Required: epochs, batch_size (groups per step, or "auto": BATCH_AUTO by gridsize), learning_rate,
     plateau_patience, early_stopping_patience, validation_fraction, n_groups (null = all), filters, neighbour_pool,
-    grouping_seed, subsampling_seed, training_seed, threads (null = TensorFlow's default).
-    Optional: inference_batch_size (64), jit_compile (XLA for training: "auto" = on a GPU only, true, false),
+    grouping_seed, subsampling_seed, training_seed, threads (TensorFlow ops run side by side, which leaves the numbers
+    unchanged; null = TensorFlow's default).
+    Optional: intra_op_threads (threads per TensorFlow op: any value but 1 makes the weights depend on it; null =
+    TensorFlow's default; 1), inference_batch_size (64), jit_compile (XLA for training: "auto" = on a GPU only, true,
+    false),
     min_learning_rate (floor of the plateau schedule, 1e-4), augment (random symmetries of the probe, true),
     trainable_scale (learn the intensity scale, starting from the known exposure scale, as upstream does; true),
     output (what the decoders predict: "cartesian", the object's real and imaginary parts, "polar", amplitude and
@@ -89,7 +93,8 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"PINN settings are missing {', '.join(missing)}")
     checked = {**OPTIONAL, **settings}
-    for name, minimum in {**INTEGER_SETTINGS, "inference_batch_size": 1, "warmup_epochs": 0}.items():
+    integers = {**INTEGER_SETTINGS, "intra_op_threads": 1, "inference_batch_size": 1, "warmup_epochs": 0}
+    for name, minimum in integers.items():
         value = checked[name]
         if (value is None and name in NULLABLE) or (name == "batch_size" and value == "auto"):
             continue

@@ -208,7 +208,7 @@ def fit(
     channels, n_pix = gridsize**2, diffraction.shape[1]
     if gridsize > 1 and opts["neighbour_pool"] < channels:
         raise ValueError(f"PINN setting neighbour_pool K={opts['neighbour_pool']} must be >= C={channels} (gridsize^2)")
-    configure_worker(opts["threads"])
+    configure_worker(opts["threads"], opts["intra_op_threads"])
     keras.utils.set_random_seed(opts["training_seed"])  # seeded weights and shuffles
 
     pool = opts["neighbour_pool"] if gridsize > 1 else 1
@@ -321,6 +321,11 @@ def fit(
         "batch_size": batch_size,
         "average_momentum": momentum,
         "rollback_epochs": rollback.epochs if rollback else [],
+        # In effect, not as asked (a worker keeps its first job's; 0: TensorFlow's default)
+        "tf_threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
     }
     logger.info("PINN %s: trained %d epochs in %.1f s", job, len(epoch_log.history["loss"]), result["wall_time_s"])
     return models, result
@@ -355,7 +360,8 @@ def train(
     "epoch_s"} per epoch, "wall_time_s": seconds, "device" ("gpu" or "cpu"), "best_epoch", "epochs_run",
     "stop_reason", "n_symmetries", "n_train_groups", "n_val_groups", "gradient_clip_norm" (the global-norm clip applied,
     or None), "batch_size" (groups per step), "average_momentum" (the weight average's per-step momentum, or None),
-    "rollback_epochs" (1-based epochs after which the best weights were restored; empty unless rollback is set)};
+    "rollback_epochs" (1-based epochs after which the best weights were restored; empty unless rollback is set),
+    "tf_threads" ({"intra_op", "inter_op"}: the TensorFlow threads the training ran with; 0 = TensorFlow's default)};
     the weights are those of the epoch with the lowest validation loss (its weight average when average_epochs > 0).
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]

@@ -162,6 +162,7 @@ def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, A
             "gradient_clip_norm": result["gradient_clip_norm"],
             "batch_size": result["batch_size"],
             "rollback_epochs": result["rollback_epochs"],
+            "tf_threads": result["tf_threads"],
             "final_loss": history["loss"][-1] if history.get("loss") else None,
             "wall_time_s": result["wall_time_s"],
             "device": result["device"],
