@@ -97,9 +97,9 @@ class _Rollback(keras.callbacks.Callback):
     alone waits 10 epochs and then keeps an epoch from before the phase was learnt. ``epochs`` lists the rollbacks.
     """
 
-    def __init__(self, fraction: float, min_lr: float) -> None:
+    def __init__(self, fraction: float, min_lr: float, job: str) -> None:
         super().__init__()
-        self.fraction, self.min_lr = fraction, min_lr
+        self.fraction, self.min_lr, self.job = fraction, min_lr, job
         self.first, self.best, self.weights = math.inf, math.inf, None
         self.epochs: list[int] = []
 
@@ -113,6 +113,14 @@ class _Rollback(keras.callbacks.Callback):
             rate = self.model.optimizer.learning_rate
             rate.assign(max(float(rate.numpy()) / 2, self.min_lr))
             self.epochs.append(epoch + 1)
+            logger.info(
+                "PINN %s: epoch %d val_loss %.6g jumped back from its best %.6g; restored the best weights, lr %.3g",
+                self.job,
+                epoch + 1,
+                val,
+                self.best,
+                float(rate.numpy()),
+            )
 
 
 class _AveragedWeights(keras.callbacks.Callback):
@@ -267,7 +275,7 @@ def fit(
     loss = {"poisson": poisson_nll, "amplitude": amplitude_mse}[opts["loss"]]
     models.training.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
     epoch_log = _EpochLogger(job, opts["epochs"])
-    rollback = None if opts["rollback"] is None else _Rollback(opts["rollback"], opts["min_learning_rate"])
+    rollback = None if opts["rollback"] is None else _Rollback(opts["rollback"], opts["min_learning_rate"], job)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
     )
