@@ -69,8 +69,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     unchanged; null = TensorFlow's default).
     Optional: intra_op_threads (threads per TensorFlow op: any value but 1 makes the weights depend on it; null =
     TensorFlow's default; 1), inference_batch_size (64), jit_compile (XLA for training: "auto" = on a GPU only, true,
-    false),
-    min_learning_rate (floor of the plateau schedule, 1e-4), augment (random symmetries of the probe, true),
+    false), min_learning_rate (floor of the plateau schedule, 1e-4), augment (random symmetries of the probe, true),
     trainable_scale (learn the intensity scale, starting from the known exposure scale, as upstream does; true),
     output (what the decoders predict: "cartesian", the object's real and imaginary parts, "polar", amplitude and
     phase as upstream, or "auto": polar at gridsize 1, cartesian at gridsize 2; docs/science.md says why), stitch
