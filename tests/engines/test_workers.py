@@ -58,6 +58,20 @@ def busy_interval(seconds: float) -> tuple[int, float, float]:
     return os.getpid(), start, time.time()
 
 
+def tensorflow_cpu_allocator_stats() -> dict[str, int]:
+    """Runs in a worker: TensorFlow's CPU allocator statistics, which only its BFC pool keeps (ValueError else)."""
+    import tensorflow as tf
+
+    tf.ones((256, 256))
+    return tf.config.experimental.get_memory_info("CPU:0")
+
+
+def test_tensorflow_in_a_worker_allocates_from_its_bfc_pool() -> None:
+    # TensorFlow's default CPU allocator keeps no statistics; its BFC pool does, and counts the tensor just made.
+    assert run_in_worker("allocator", "test_workers:tensorflow_cpu_allocator_stats")["peak"] >= 256 * 256 * 4
+    shutdown()
+
+
 def test_two_processes_per_engine_run_two_jobs_at_once() -> None:
     set_processes_per_engine(2)
     try:
