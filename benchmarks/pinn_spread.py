@@ -10,8 +10,8 @@ nodes and parameters (conf/base plus --set), applies it to the test view and sco
 R2 against the base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes 7-30 minutes on 2
 cores (by the epochs they run and the machine).
 Prints one row per run and the spread (max - min) per thread count and over all, and writes
-benchmarks/results/pinn_spread.json (--out; each run's R2, epochs, stop reason and per-epoch loss history). A single
-run of a configuration says little when this spread is large.
+benchmarks/results/pinn_spread.json (--out; each run's R2, epochs, stop reason, rollback epochs and per-epoch loss
+history). A single run of a configuration says little when this spread is large.
 """
 
 from __future__ import annotations
@@ -56,11 +56,13 @@ def main() -> int:
         amp, phase = r2_scores(record["object"], truth, mask)
         row = {"seed": seed, "threads": threads, "status": "ok", "amplitude_r2": amp, "phase_r2": phase}
         row |= {"epochs_run": model.meta["epochs_run"], "best_val_loss": min(model.meta["history"]["val_loss"])}
-        row |= {"stop_reason": model.meta["stop_reason"], "history": model.meta["history"]}
+        row |= {"stop_reason": model.meta["stop_reason"], "rollback_epochs": model.meta["rollback_epochs"]}
+        row["history"] = model.meta["history"]
         row["wall_s"] = time.perf_counter() - started
         print(
             f"seed {seed:3d} threads {threads}: phase R2 {phase:6.3f}  amplitude R2 {amp:6.3f}  "
-            f"best val_loss {row['best_val_loss']:.5g}  epochs {row['epochs_run']}  {row['wall_s']:.0f} s",
+            f"best val_loss {row['best_val_loss']:.5g}  epochs {row['epochs_run']}  "
+            f"rollbacks {row['rollback_epochs'] or 'none'}  {row['wall_s']:.0f} s",
             flush=True,
         )
         return row

@@ -29,3 +29,4 @@ def test_same_seed_same_score_other_seed_other_score(tmp_path: Path) -> None:
     assert summary["spread"] == pytest.approx(max(first, other) - min(first, other))
     assert result["rows"][0]["epochs_run"] == 2 and "phase R2" in done.stdout
     assert len(result["rows"][0]["history"]["loss"]) == 2 and result["rows"][0]["stop_reason"].startswith("epoch")
+    assert isinstance(result["rows"][0]["rollback_epochs"], list) and "rollbacks " in done.stdout
