@@ -69,7 +69,7 @@ def tensorflow_cpu_allocator_stats() -> dict[str, int]:
 def test_tensorflow_in_a_worker_allocates_from_its_bfc_pool() -> None:
     # TensorFlow's default CPU allocator keeps no statistics; its BFC pool does, and counts the tensor just made.
     assert run_in_worker("allocator", "test_workers:tensorflow_cpu_allocator_stats")["peak"] >= 256 * 256 * 4
-    shutdown()
+    shutdown("allocator")
 
 
 def test_two_processes_per_engine_run_two_jobs_at_once() -> None:

@@ -82,7 +82,7 @@ def _init_worker(engine: str, parent_pid: int, spawned_by_main_thread: bool) -> 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TensorFlow's default CPU allocator hands freed tensors back to the OS, so every training step page-faults its
     # activations in afresh (a third of a PINN epoch in the kernel on a 2-core VM); its BFC pool keeps and reuses
-    # them: the same weights, 1.9x faster there (docs/operations.md "Speed"). Read when TensorFlow first allocates.
+    # them: the same weights, 1.9x faster there (docs/operations.md "Choices worth knowing"). Read at its first use.
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 
