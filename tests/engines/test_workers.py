@@ -72,6 +72,22 @@ def test_tensorflow_in_a_worker_allocates_from_its_bfc_pool() -> None:
     shutdown("allocator")
 
 
+def tensorflow_onednn() -> tuple[bool, bool]:
+    """Runs in a worker: (is this CPU x86, are TensorFlow's oneDNN kernels on)."""
+    from tensorflow.python.util import _pywrap_util_port  # no public API tells whether oneDNN is on
+
+    return _pywrap_util_port.IsX86Available(), _pywrap_util_port.IsMklEnabled()
+
+
+def test_tensorflow_in_a_worker_runs_onednn_on_any_x86_cpu() -> None:
+    # Left to itself TensorFlow turned oneDNN off on an AVX2 VM (Eigen convolutions, 1.4-1.6x slower training).
+    x86, onednn = run_in_worker("onednn", "test_workers:tensorflow_onednn")
+    shutdown("onednn")
+    if not x86:
+        pytest.skip("oneDNN's default is only decided by the workers on x86")
+    assert onednn
+
+
 def test_two_processes_per_engine_run_two_jobs_at_once() -> None:
     set_processes_per_engine(2)
     try:
