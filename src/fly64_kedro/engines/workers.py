@@ -85,8 +85,9 @@ def _init_worker(engine: str, parent_pid: int, spawned_by_main_thread: bool) -> 
     # them: the same weights, 1.9x faster there (docs/operations.md "Choices worth knowing"). Read at its first use.
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     # Left to itself, TensorFlow turns its oneDNN kernels on only for some CPUs; on the 2-core AVX2 VM it ran the
-    # convolutions in Eigen, and oneDNN trains a PINN epoch 1.4-1.6x faster there, deterministically (docs/operations.md
-    # "Choices worth knowing"). On, every x86 CPU takes the same code path. Read when TensorFlow is imported.
+    # convolutions in Eigen; oneDNN trains the PINN 1.4-1.6x faster there alone and 1.1-1.25x with two jobs at once,
+    # deterministically (docs/operations.md "Choices worth knowing"). On, every x86 CPU takes the same code path. Read
+    # when TensorFlow is imported.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
