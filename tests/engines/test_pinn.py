@@ -356,6 +356,29 @@ def test_training_lowers_the_loss_and_reports_its_history(trained: dict[str, Any
     assert "physics/log_scale_over_rate" in result["weights"] and "physics/probe_real" in result["weights"]
 
 
+def _worker_refine(model: dict[str, Any], data: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    from fly64_kedro.engines.pinn.training import refine
+
+    args = (data["diffraction"], data["y"], data["x"], data["probe"], data["scale"])
+    return refine(model["weights"], model["config"], *args, settings, job="test")
+
+
+@pytest.mark.slow
+def test_refinement_starts_from_the_trained_model_and_trains_it_on_new_data(trained: dict[str, Any]) -> None:
+    result, other = trained["result"], simulate(64, seed=6)  # other positions, as a test split's
+    model = {"weights": result["weights"], "config": result["config"]}
+    # At a vanishing rate the refined weights are the trained ones (a fresh network would differ by its init).
+    vanishing = {"epochs": 1, "learning_rate": 1e-12, "min_learning_rate": 1e-12}
+    still = in_tf("_worker_refine", model, other, {**trained["settings"], **vanishing})
+    assert still["config"] == result["config"]
+    assert max(np.abs(still["weights"][k] - v).max() for k, v in result["weights"].items()) < 1e-6
+    refined = in_tf("_worker_refine", model, other, trained["settings"])
+    assert refined["history"]["loss"][-1] < refined["history"]["loss"][0]
+    assert max(np.abs(refined["weights"][k] - v).max() for k, v in result["weights"].items()) > 1e-4
+    with pytest.raises(ValueError, match="the initial PINN model is gridsize"):
+        in_tf("_worker_refine", {**model, "config": {**model["config"], "N": 2 * N}}, other, trained["settings"])
+
+
 @pytest.mark.slow
 def test_xla_training_of_the_gpu_path_matches_the_default_graph(trained: dict[str, Any]) -> None:
     """jit_compile "auto" turns XLA on only on a GPU, so force it here: the same seeds must give the same losses

@@ -20,6 +20,7 @@ import tensorflow as tf
 from fly64_kedro.engines.accelerators import tensorflow_device
 from fly64_kedro.engines.pinn import symmetry
 from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
+from fly64_kedro.engines.pinn.inference import load_models
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import amplitude_mse, poisson_nll
 from fly64_kedro.engines.pinn.settings import BATCH_AUTO, OUTPUT_AUTO, validate_settings
@@ -200,11 +201,14 @@ def fit(
     settings: Mapping[str, Any],
     job: str = "",
     observers: Callable[[PinnModels], Sequence[keras.callbacks.Callback]] | None = None,
+    initial: Mapping[str, Any] | None = None,
 ) -> tuple[PinnModels, dict[str, Any]]:
     """``train``, also returning the trained Keras models (for callers inside the worker).
 
     ``observers`` builds extra callbacks from the models (e.g. benchmarks/pinn_trace.py's per-epoch test score); they
     run after the project's own, so at an epoch's end they see the weights early stopping would keep.
+    ``initial`` ({"weights", "config"} of a trained model, as ``train`` returns them) starts from that model, its
+    architecture, input normalisation and canvas (test-time refinement, ``refine``); ``gridsize`` must be its own.
     """
     started = time.perf_counter()
     opts = validate_settings(settings)
@@ -237,22 +241,30 @@ def fit(
     if rms == 0:
         raise ValueError("the training diffraction is all zero")
 
-    config = {
-        "format": CONFIG_FORMAT,
-        "N": n_pix,
-        "gridsize": gridsize,
-        "filters": opts["filters"],
-        "input_scale": 1.0 / rms,  # normalised input has unit RMS over the training set
-        "intensity_scale": float(scale),
-        "trainable_scale": opts["trainable_scale"],
-        "output": OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"],
-        "amplitude_range": opts["amplitude_range"],
-        # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
-        "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
-        "keras_version": keras.__version__,
-        "tensorflow_version": tf.__version__,
-    }
-    models = build_models(config, probe)
+    if initial is not None:
+        config = dict(initial["config"])
+        if (config.get("gridsize"), config.get("N")) != (gridsize, n_pix):
+            raise ValueError(
+                f"the initial PINN model is gridsize {config.get('gridsize')} at N={config.get('N')}; the data need "
+                f"gridsize {gridsize} at N={n_pix}"
+            )
+    else:
+        config = {
+            "format": CONFIG_FORMAT,
+            "N": n_pix,
+            "gridsize": gridsize,
+            "filters": opts["filters"],
+            "input_scale": 1.0 / rms,  # normalised input has unit RMS over the training set
+            "intensity_scale": float(scale),
+            "trainable_scale": opts["trainable_scale"],
+            "output": OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"],
+            "amplitude_range": opts["amplitude_range"],
+            # Canvas half-width: the largest member offset, capped at N so the canvas never exceeds 3N + 2 pixels.
+            "canvas_radius": int(min(math.ceil(float(np.abs(offsets).max())), n_pix)) if gridsize > 1 else 0,
+            "keras_version": keras.__version__,
+            "tensorflow_version": tf.__version__,
+        }
+    models = build_models(config, probe) if initial is None else load_models(initial["weights"], config)
     device = tensorflow_device()
     # XLA pays off on a GPU; on CPU it compiled slower and ran ~2x slower per epoch for this model.
     jit = device == "gpu" if opts["jit_compile"] == "auto" else opts["jit_compile"]
@@ -373,3 +385,21 @@ def train(
     the weights are those of the epoch with the lowest validation loss (its weight average when average_epochs > 0).
     """
     return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]
+
+
+def refine(
+    weights: Mapping[str, np.ndarray],
+    config: Mapping[str, Any],
+    diffraction: np.ndarray,
+    ycoords: np.ndarray,
+    xcoords: np.ndarray,
+    probe: np.ndarray,
+    scale: float,
+    settings: Mapping[str, Any],
+    job: str = "",
+) -> dict[str, Any]:
+    """Test-time refinement: train a trained model (``weights``, ``config``) on, e.g., the test view's own diffraction,
+    without labels, as ``train`` does from scratch; returns what ``train`` returns. The model's probe and input
+    normalisation are kept; ``probe`` and ``scale`` only describe the data (checked, and the counts' scale)."""
+    initial = {"weights": weights, "config": config}
+    return fit(diffraction, ycoords, xcoords, probe, scale, config["gridsize"], settings, job, initial=initial)[1]
