@@ -9,7 +9,8 @@ test view (03_primary). The refinement is ``training.refine``: the project's tra
 symmetries, validation on a tenth of the groups, early stopping and rollback) started from the trained weights, with
 the PINN settings from conf plus --set and, unless --set says otherwise, REFINE_DEFAULTS (Adam moves every weight by
 about the rate per step, so the training's 1e-3 wipes a trained model out in one epoch: phase R2 0.45 -> 0.03 at
-1e5). Scores with bar_r2.py's code (a flat image scores 0). About 25 s per epoch per full view on one CPU core.
+1e5). Scores with bar_r2.py's code (a flat image scores 0). A full view took about 10 minutes (20 epochs) with
+three other jobs on 2 CPU cores.
 """
 
 from __future__ import annotations
