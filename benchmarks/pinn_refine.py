@@ -22,7 +22,7 @@ from typing import Any
 
 from fly64_kedro.datasets.npz_dataset import read_npz
 from fly64_kedro.engines import workers
-from fly64_kedro.pipelines.reconstruction.nodes import trained_settings
+from fly64_kedro.pipelines.reconstruction.nodes import model_weights, trained_settings
 from fly64_kedro.study import ENGINES_BY_LABEL
 
 HERE = Path(__file__).resolve().parent
@@ -62,10 +62,7 @@ def main() -> int:
     settings = trained_settings(engine, pinn, study)
     path = args.root / "07_model_output" / args.dose / f"{args.view}_{args.label}_model.npz"
     record = read_npz(str(path), str(path), "model")
-    model = {
-        "weights": {name: record[f"weight_{i:03d}"] for i, name in enumerate(record.meta["weight_names"])},
-        "config": record.meta["config"],
-    }
+    model = {"weights": model_weights(record), "config": record.meta["config"]}
     view = views(args)[1]
     test = {key: view[key] for key in (*KEYS[:-1], "objectGuess")} | {"scale": float(view.meta["scale"])}
     try:

@@ -176,6 +176,11 @@ def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, A
     return _run_job(job, label, (train_view,), call)
 
 
+def model_weights(model: Record) -> dict[str, np.ndarray]:
+    """A model record's weights by name, as training returned them (``train_model`` stores them as weight_000, ...)."""
+    return {name: model[f"weight_{i:03d}"] for i, name in enumerate(model.meta["weight_names"])}
+
+
 def apply_model(
     model: Record, test_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str
 ) -> Record:
@@ -185,11 +190,10 @@ def apply_model(
     job_settings = trained_settings(engine, settings, study)
 
     def call() -> Record:
-        weights = {name: model[f"weight_{i:03d}"] for i, name in enumerate(model.meta["weight_names"])}
         result = run_in_worker(
             engine.worker,
             engine.target,
-            weights,
+            model_weights(model),
             model.meta["config"],
             test_view["diffraction"],
             test_view["ycoords"],
