@@ -1,7 +1,9 @@
 """PINN speed: training seconds per epoch at N = 64 and N = 128, and inference throughput (patterns/s).
 
 Runs the real engine API (training.train / inference.reconstruct) in the "tensorflow" worker, on small simulated
-datasets (the project's forward model, dose 1e4). Prints a table and writes benchmarks/results/pinn.json.
+datasets (the project's forward model, dose 1e4): gridsize 1, gridsize 2 from scratch (the group's patterns as
+channels) and gridsize 2 warm-started from that gridsize-1 model (one network per member, the study's default).
+Prints a table and writes benchmarks/results/pinn.json.
 ``python benchmarks/bench_pinn.py`` takes 3-7 minutes on 2 CPU cores (by the machine).
 """
 
@@ -46,10 +48,14 @@ def simulate(n_pix: int, n_pos: int, seed: int, dose: float = 1e4) -> dict[str, 
     }
 
 
-def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """Train for settings['epochs'] epochs, then reconstruct a test set; timings in seconds."""
+def bench_case(
+    n_pix: int, n_train: int, n_test: int, gridsize: int, settings: dict[str, Any], teacher: dict | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train for settings['epochs'] epochs (from ``teacher``, a gridsize-1 model, with ``warm_start``), then
+    reconstruct a test set; the row (timings in seconds) and the model ({"weights", "config"})."""
     train, test = simulate(n_pix, n_train, seed=1), simulate(n_pix, n_test, seed=2)
-    job = f"bench N={n_pix} gs={gridsize}"
+    variant = "warm" if gridsize > 1 and settings.get("warm_start") else "scratch"
+    job = f"bench N={n_pix} gs={gridsize} {variant}"
     result = run_in_worker(
         "tensorflow",
         f"{TRAINING}:train",
@@ -61,6 +67,7 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
         gridsize,
         settings,
         job=job,
+        teacher=teacher,
     )
     recon = run_in_worker(
         "tensorflow",
@@ -90,9 +97,10 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
     )
     epoch_s = result["history"]["epoch_s"]
     steady = float(np.mean(epoch_s[1:]))  # the first epoch also traces the training and validation steps
-    return {
+    row = {
         "N": n_pix,
         "gridsize": gridsize,
+        "start": variant,
         "filters": settings["filters"],
         "batch_size": result["batch_size"],
         "train_groups": result["n_train_groups"],
@@ -111,6 +119,7 @@ def bench_case(n_pix: int, n_train: int, n_test: int, gridsize: int, settings: d
         "speedup_inference_plus_training_vs_lsqml": lsqml["wall_time_s"]
         / (recon["inference_s"] + result["wall_time_s"]),
     }
+    return row, {"weights": result["weights"], "config": result["config"]}
 
 
 def main() -> None:
@@ -141,16 +150,21 @@ def main() -> None:
         "inference_batch_size": 64,
     }
     started = time.perf_counter()
-    rows = [bench_case(*case, gridsize, settings) for case in CASES for gridsize in (1, 2)]
+    rows = []
+    for case in CASES:
+        single, model = bench_case(*case, 1, settings)
+        warm = {**settings, "warm_start": True, "warm_start_epochs": args.epochs}
+        rows += [single, bench_case(*case, 2, settings)[0], bench_case(*case, 2, warm, teacher=model)[0]]
     shutdown()
 
     print(
-        f"{'N':>4} {'gs':>3} {'groups':>6} {'1st ep s':>9} {'epoch s':>8} {'ms/group':>9} "
+        f"{'N':>4} {'gs':>3} {'start':>7} {'groups':>6} {'1st ep s':>9} {'epoch s':>8} {'ms/group':>9} "
         f"{'loss 1st->last':>21} {'patt/s':>8} {'LSQML s':>8} {'speed-up':>9}"
     )
     for r in rows:
         print(
-            f"{r['N']:>4} {r['gridsize']:>3} {r['train_groups']:>6} {r['first_epoch_s']:>9.2f} {r['epoch_s']:>8.2f} "
+            f"{r['N']:>4} {r['gridsize']:>3} {r['start']:>7} {r['train_groups']:>6} "
+            f"{r['first_epoch_s']:>9.2f} {r['epoch_s']:>8.2f} "
             f"{r['ms_per_group']:>9.1f} {r['loss_first']:>10.4g}->{r['loss_last']:<10.4g} "
             f"{r['patterns_per_s']:>8.0f} {r['lsqml_s']:>8.1f} {r['speedup_inference_vs_lsqml']:>8.0f}x"
         )

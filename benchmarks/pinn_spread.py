@@ -3,12 +3,12 @@
     python benchmarks/pinn_spread.py DATA_ROOT [--dose d1e5] [--view full] [--label pinn_gs2] [--seeds 7 8 9]
         [--threads 1 2] [--set loss=amplitude --set gradient_clip=4] [--jobs 2]
 
-DATA_ROOT is a finished study's data root (its 01_raw base and 03_primary views; `make study` writes data/). Each
-(seed, threads) pair trains the cell's model with that many threads per TensorFlow op (``intra_op_threads``: the
-count that moves the numbers; ``threads``, ops side by side, moves none) on the train view with the project's own
-nodes and parameters (conf/base plus --set), applies it to the test view and scores it with bar_r2.py's code (phase
-R2 against the base object; a flat image scores 0). One pair of 1-thread gridsize-2 jobs takes 7-30 minutes on 2
-cores (by the epochs they run and the machine).
+DATA_ROOT is a finished study's data root (its 01_raw base and 03_primary views; `make study` writes data/). Each (seed,
+threads) pair trains the cell's model with that many threads per TensorFlow op (``intra_op_threads``: the count that
+moves the numbers; ``threads``, ops side by side, moves none) on the train view with the project's own nodes and
+parameters (conf/base plus --set; a warm-started gridsize 2 trains its gridsize-1 teacher first, as the study does),
+applies it to the test view and scores it with bar_r2.py's code (phase R2 against the base object; a flat image scores
+0). One pair of 1-thread gridsize-2 jobs takes 7-30 minutes on 2 cores (by the epochs they run and the machine).
 Prints one row per run and the spread (max - min) per thread count and over all, and writes
 benchmarks/results/pinn_spread.json (--out; each run's R2, epochs, stop reason, rollback epochs and per-epoch loss
 history). A single run of a configuration says little when this spread is large.
@@ -27,6 +27,7 @@ import numpy as np
 
 from fly64_kedro.engines import workers
 from fly64_kedro.pipelines.reconstruction.nodes import apply_model, train_model
+from fly64_kedro.study import ENGINES_BY_LABEL
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -42,6 +43,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "pinn_spread.json")
     args = parser.parse_args()
     study, pinn = parameters(args)
+    engine = ENGINES_BY_LABEL[args.label]
     train, test = views(args)
     truth = test["objectGuess"]
     mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
@@ -49,7 +51,10 @@ def main() -> int:
     def run(seed: int, threads: int) -> dict:
         settings = {**pinn, "training_seed": seed, "intra_op_threads": threads}
         started = time.perf_counter()
-        model = train_model(train, settings, study, args.label)
+        teacher = None
+        if engine.teacher and settings.get("warm_start"):  # as the study: gridsize 2 starts from gridsize 1
+            teacher = train_model(train, settings, study, engine.teacher)
+        model = train_model(train, settings, study, args.label, teacher)
         record = apply_model(model, test, settings, study, args.label)
         if record.meta["status"] != "ok":
             return {"seed": seed, "threads": threads, "status": record.meta["status"], "reason": record.meta["reason"]}

@@ -4,20 +4,19 @@
         [--set warmup_epochs=2 --set threads=2] [--env ENV] [--out benchmarks/results/pinn_trace.json]
 
 DATA_ROOT is a finished study's data root (its 03_primary views). Trains the cell's model on the train view with the
-project's own settings (conf plus --set) and, at the end of every epoch, applies the weights early stopping would keep
-to the test view and scores them with bar_r2.py's code (a flat image scores 0). The score never steers the training:
-it only shows what the validation loss cannot, e.g. how much the test score jumps between adjacent epochs, when the
-phase starts to be learnt, or that the object has turned constant (docs/science.md "Seed spread"). Ends by applying
-the restored weights as the study does; that score equals the trace's at the best epoch (the symmetry-averaged one
-with average_symmetries). Costs the training's time plus a few seconds of inference and stitching per epoch (9 x that
-with average_symmetries). Writes one row per epoch (loss, val_loss, lr, epoch_s, SCORE_COLUMNS) with the stop reason
-and best epoch to --out; the plain scores are those of a single prediction per pattern, the averaged ones (NaN unless
-average_symmetries) those of the symmetry-averaged prediction. amplitude_spread is
-the predicted amplitude's standard deviation over the test patches, averaged over pixels (0: the network has turned
-constant, a dead run); saturated is the fraction of predicted pixels within 0.01 of their output activation's bound
-(r the amplitude_range; polar: amplitude <= 0.01 r or >= 0.99 r; cartesian: |real| or |imag| >= 0.99 r), where
-the gradient vanishes.
-"""
+project's own settings (conf plus --set; a warm-started gridsize 2 trains its gridsize-1 teacher first, untraced) and,
+at the end of every epoch, applies the weights early stopping would keep to the test view and scores them with
+bar_r2.py's code (a flat image scores 0). The score never steers the training: it only shows what the validation loss
+cannot, e.g. how much the test score jumps between adjacent epochs, when the phase starts to be learnt, or that the
+object has turned constant (docs/science.md "Seed spread"). Ends by applying the restored weights as the study does;
+that score equals the trace's at the best epoch (the symmetry-averaged one with average_symmetries). Costs the
+training's time plus a few seconds of inference and stitching per epoch (9 x that with average_symmetries). Writes one
+row per epoch (loss, val_loss, lr, epoch_s, SCORE_COLUMNS) with the stop reason and best epoch to --out; the plain
+scores are those of a single prediction per pattern, the averaged ones (NaN unless average_symmetries) those of the
+symmetry-averaged prediction. amplitude_spread is the predicted amplitude's standard deviation over the test patches,
+averaged over pixels (0: the network has turned constant, a dead run); saturated is the fraction of predicted pixels
+within 0.01 of their output activation's bound (r the amplitude_range; polar: amplitude <= 0.01 r or >= 0.99 r;
+cartesian: |real| or |imag| >= 0.99 r), where the gradient vanishes."""
 
 from __future__ import annotations
 
@@ -74,6 +73,12 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
     mask = compared_region(test["ycoords"], test["xcoords"], test["probeGuess"], truth.shape)
     opts = validate_settings(settings)
     output = OUTPUT_AUTO[gridsize] if opts["output"] == "auto" else opts["output"]
+    args = (train["diffraction"], train["ycoords"], train["xcoords"], train["probeGuess"], train["scale"])
+    teacher = None
+    if gridsize > 1 and opts["warm_start"]:  # the study's gridsize 2 starts from the view's gridsize-1 model
+        _, single = fit(*args, 1, settings, job="trace teacher")
+        teacher = {"weights": single["weights"], "config": single["config"]}
+        output = single["config"]["output"]
     scores: list[tuple[float, float, float, float]] = []
     config = {"gridsize": gridsize, "N": test["diffraction"].shape[1]}  # what predict_patches reads of a model's config
 
@@ -100,8 +105,8 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
                 flush=True,
             )
 
-    args = (train["diffraction"], train["ycoords"], train["xcoords"], train["probeGuess"], train["scale"])
-    _, result = fit(*args, gridsize, settings, job="trace", observers=lambda models: [TestScore(models)])
+    observers = lambda models: [TestScore(models)]  # noqa: E731
+    _, result = fit(*args, gridsize, settings, job="trace", observers=observers, teacher=teacher)
     final = reconstruct(
         result.pop("weights"),
         result["config"],

@@ -35,6 +35,7 @@ class Engine:
     views: tuple[str, ...] = VIEWS
     gridsize: int | None = None  # trained engines: patterns per group
     only_views_reason: str = ""  # why it runs on ``views`` only (a table footnote)
+    teacher: str | None = None  # trained engines: the engine whose model of the same view its training may start from
 
     @property
     def trained(self) -> bool:
@@ -62,15 +63,9 @@ ENGINES: tuple[Engine, ...] = (
         settings="lsqml",
         validate="fly64_kedro.engines.lsqml:validate_settings",
     ),
-    Engine(
-        "pinn_gs1",
-        "PtychoPINN-gs1",
-        views=("full",),
-        gridsize=1,
-        only_views_reason="trained on the full view only (the upstream baseline)",
-        **_PINN,
-    ),
-    Engine("pinn_gs2", "PtychoPINN", gridsize=2, **_PINN),
+    Engine("pinn_gs1", "PtychoPINN-gs1", gridsize=1, **_PINN),
+    # gridsize 2 starts from the same view's gridsize-1 model (``warm_start``, docs/science.md "Warm start")
+    Engine("pinn_gs2", "PtychoPINN", gridsize=2, teacher="pinn_gs1", **_PINN),
 )
 REFERENCE = "lsqml"  # the engine the deltas are taken against
 ENGINES_BY_LABEL: dict[str, Engine] = {engine.label: engine for engine in ENGINES}

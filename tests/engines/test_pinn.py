@@ -379,6 +379,70 @@ def test_refinement_starts_from_the_trained_model_and_trains_it_on_new_data(trai
         in_tf("_worker_refine", {**model, "config": {**model["config"], "N": 2 * N}}, other, trained["settings"])
 
 
+def _worker_shared_members(diffraction: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """An untrained gridsize-1 polar network and the gridsize-2 shared-member network set from its weights: their
+    predictions (gridsize 1 on 4 patterns, gridsize 2 on the 4 as one group) and their weight names."""
+    from fly64_kedro.engines.pinn.model import build_models
+    from fly64_kedro.engines.pinn.training import _set_weights
+
+    config = {"N": N, "gridsize": 1, "filters": 4, "output": "polar", "amplitude_range": 1.0, "input_scale": 0.3}
+    config |= {"intensity_scale": 10.0, "trainable_scale": True}
+    single = build_models(config, probe)
+    for variable in single.training.trainable_weights:  # away from the init, so every layer matters
+        variable.assign(np.random.default_rng(0).normal(0, 0.3, variable.shape).astype(np.float32))
+    weights = {v.path: v.numpy() for v in single.training.weights}
+    shared = build_models({**config, "gridsize": 2, "members": "shared", "canvas_radius": 4}, probe)
+    _set_weights(shared, weights)
+    alone = np.stack(single.inference.predict(diffraction[:4, :, :, None], verbose=0))[..., 0]
+    group = np.stack(shared.inference.predict(diffraction[None, :4].transpose(0, 2, 3, 1), verbose=0))[:, 0]
+    return alone, group.transpose(0, 3, 1, 2), sorted(weights), sorted(v.path for v in shared.training.weights)
+
+
+def test_shared_members_network_is_the_gridsize_1_network_on_each_member() -> None:
+    """A warm start's gridsize-2 network runs the gridsize-1 layers on each member of a group: with the gridsize-1
+    weights it predicts, member by member, what gridsize 1 predicts for that pattern alone."""
+    data = simulate(8, seed=3)
+    alone, group, single_names, shared_names = in_tf("_worker_shared_members", data["diffraction"], data["probe"])
+    assert np.std(alone[0], axis=(1, 2)).min() > 1e-3  # distinct patches, not a constant
+    np.testing.assert_allclose(group, alone, atol=1e-5)  # (amplitude | phase, member, N, N)
+    assert sorted(set(shared_names) - set(single_names)) == ["canvas/probe_weight"]
+
+
+def _worker_warm_start(
+    data: dict[str, Any], teacher: dict[str, Any] | None, gridsize: int, settings: dict[str, Any]
+) -> dict[str, Any]:
+    from fly64_kedro.engines.pinn.training import train
+
+    args = (data["diffraction"], data["y"], data["x"], data["probe"], data["scale"], gridsize, settings)
+    return train(*args, job="test", teacher=teacher)
+
+
+@pytest.mark.slow
+def test_warm_start_begins_at_the_gridsize_1_model_and_fine_tunes_it_through_the_canvas() -> None:
+    data = simulate(64, seed=5)
+    single, _ = in_tf("_worker_fit", data, 1, SETTINGS)
+    teacher = {"weights": single["weights"], "config": single["config"]}
+    warm = {**SETTINGS, "warm_start": True, "warm_start_epochs": 1, "warm_start_learning_rate": 1e-12}
+    still = in_tf("_worker_warm_start", data, teacher, 2, {**warm, "min_learning_rate": 1e-12})
+    assert still["warm_start"] and still["config"]["members"] == "shared" and still["config"]["gridsize"] == 2
+    assert still["config"]["output"] == "polar" and still["config"]["input_scale"] == single["config"]["input_scale"]
+    assert len(still["history"]["loss"]) == 1  # warm_start_epochs, not epochs
+    # At a vanishing rate the weights are the teacher's (a fresh network would differ by its init).
+    assert max(np.abs(still["weights"][k] - v).max() for k, v in single["weights"].items()) < 1e-6
+    tuned = in_tf(
+        "_worker_warm_start", data, teacher, 2, {**warm, "warm_start_epochs": 3, "warm_start_learning_rate": 1e-3}
+    )
+    assert len(tuned["history"]["loss"]) == 3 and tuned["history"]["lr"][0] == pytest.approx(1e-3)
+    assert tuned["history"]["loss"][-1] < tuned["history"]["loss"][0]
+    assert max(np.abs(tuned["weights"][k] - v).max() for k, v in single["weights"].items()) > 1e-4
+    # gridsize 1 has nothing to start from: the teacher is ignored
+    assert not in_tf("_worker_warm_start", data, teacher, 1, {**warm, "epochs": 1})["warm_start"]
+    with pytest.raises(ValueError, match="needs the view's trained gridsize-1 model"):
+        in_tf("_worker_warm_start", data, None, 2, warm)
+    with pytest.raises(ValueError, match="must be a gridsize-1 model"):
+        in_tf("_worker_warm_start", data, {**teacher, "config": {**teacher["config"], "gridsize": 2}}, 2, warm)
+
+
 @pytest.mark.slow
 def test_xla_training_of_the_gpu_path_matches_the_default_graph(trained: dict[str, Any]) -> None:
     """jit_compile "auto" turns XLA on only on a GPU, so force it here: the same seeds must give the same losses
@@ -628,6 +692,9 @@ def test_stitch_setting_picks_the_decoders_patch_or_the_canvas_average(trained: 
         ("average_symmetries", "yes"),
         ("rollback", 0),
         ("rollback", "soon"),
+        ("warm_start", "yes"),
+        ("warm_start_epochs", 0),
+        ("warm_start_learning_rate", 0),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(name: str, value: Any) -> None:

@@ -44,4 +44,14 @@ def test_every_dose_namespace_instantiates_the_matrix() -> None:
                 assert f"{dose}.{view}.{split}.ptycho" in outputs
                 assert f"{dose}.{view}.{split}.lsqml" in outputs
             assert f"{dose}.{view}.test.pinn_gs2" in outputs
-        assert f"{dose}.full.test.pinn_gs1" in outputs
+            assert f"{dose}.{view}.test.pinn_gs1" in outputs
+
+
+def test_gridsize_2_training_takes_the_same_views_gridsize_1_model() -> None:
+    """The warm start's edge in the graph: each gridsize-2 training reads its own dose and view's gridsize-1 model."""
+    default = pipelines["__default__"]
+    for dose in DOSES:
+        for view in VIEWS:
+            (node,) = [n for n in default.nodes if f"{dose}.{view}.pinn_gs2.model" in n.outputs]
+            assert f"{dose}.{view}.pinn_gs1.model" in node.inputs
+            assert f"{dose}.{view}.train.ptycho" in node.inputs

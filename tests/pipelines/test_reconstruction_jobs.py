@@ -67,6 +67,17 @@ def test_skipped_view_gives_skipped_jobs_without_running(view) -> None:
         assert record.meta["reason"].count("is skipped") == 1  # the model's skip is not prefixed twice
 
 
+def test_warm_start_skips_gridsize_2_when_its_gridsize_1_teacher_did_not_train(view) -> None:
+    """Gridsize 2 starts from the same view's gridsize-1 model: without one it is skipped with the teacher's reason
+    (a failed job never aborts the study), and without warm_start it ignores the teacher."""
+    teacher = train_model(subset(view, np.arange(1)), PINN, STUDY, label="pinn_gs1")  # one position: no group
+    assert teacher.status == "failed"
+    model = train_model(view, {**PINN, "warm_start": True}, STUDY, label="pinn_gs2", teacher=teacher)
+    assert model.status == "skipped" and teacher.meta["reason"] in model.meta["reason"]
+    scratch = train_model(view, {**PINN, "warm_start": False}, STUDY, label="pinn_gs2", teacher=teacher)
+    assert scratch.status == "ok" and not scratch.meta["warm_start"]
+
+
 def test_one_position_view_fails_with_its_reason_and_next_job_still_runs(view) -> None:
     one = subset(view, np.arange(1))
     failed = reconstruct_direct(one, LSQML, label="lsqml")

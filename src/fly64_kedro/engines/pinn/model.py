@@ -106,6 +106,26 @@ class CanvasMerge(keras.layers.Layer):
         return [merged[..., 0], merged[..., 1]]
 
 
+class MembersToBatch(keras.layers.Layer):
+    """(B, N, N, C) -> (B * C, N, N, 1): each group member becomes its own sample of a single-pattern network."""
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        n_pix = inputs.shape[1]
+        return tf.reshape(tf.transpose(inputs, [0, 3, 1, 2]), [-1, n_pix, n_pix, 1])
+
+
+class BatchToMembers(keras.layers.Layer):
+    """(B * C, N, N, 1) -> (B, N, N, C), the inverse of ``MembersToBatch``."""
+
+    def __init__(self, channels: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.channels = channels
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        n_pix = inputs.shape[1]
+        return tf.transpose(tf.reshape(inputs, [-1, self.channels, n_pix, n_pix]), [0, 2, 3, 1])
+
+
 def _conv(x: keras.KerasTensor, filters: int, name: str) -> keras.KerasTensor:
     return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
 
@@ -138,8 +158,12 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
     """
     n_pix, gridsize, filters = config["N"], config["gridsize"], config["filters"]
     channels = gridsize**2
+    shared = config.get("members", "stacked") == "shared"
     diffraction = keras.Input((n_pix, n_pix, channels), name="diffraction")
     x = keras.layers.Rescaling(config["input_scale"], name="input_scale")(diffraction)
+    if shared:  # one single-pattern network for every member: gridsize 1's layers, so its weights fit
+        x = MembersToBatch(name="members_to_batch")(x)
+        channels = 1
     for level in range(LEVELS):
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_a")
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_b")
@@ -159,6 +183,12 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
         amplitude = keras.layers.Rescaling(width, name="amplitude_range")(start)
         phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))
         real, imag = PolarToCartesian(name="polar_to_cartesian")([amplitude, phase])
+    if shared:
+        channels = gridsize**2
+        amplitude, phase, real, imag = (
+            BatchToMembers(channels, name=f"{name}_members")(t)
+            for name, t in (("amplitude", amplitude), ("phase", phase), ("real", real), ("imag", imag))
+        )
     inference = keras.Model(diffraction, [amplitude, phase], name="pinn_inference")
 
     inputs = [diffraction]

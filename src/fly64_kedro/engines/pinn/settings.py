@@ -42,8 +42,11 @@ OPTIONAL = {
     "adam_beta_2": 0.999,
     "average_symmetries": False,
     "rollback": None,
+    "warm_start": False,
+    "warm_start_epochs": 10,
+    "warm_start_learning_rate": 1e-4,
 }
-BOOLEAN_SETTINGS = ("augment", "trainable_scale", "average_symmetries")
+BOOLEAN_SETTINGS = ("augment", "trainable_scale", "average_symmetries", "warm_start")
 OUTPUT_AUTO = {1: "polar", 2: "cartesian"}  # per gridsize; docs/science.md "Cartesian output" has the measurements
 # Groups per step, per gridsize: over four seeds 8 beat 16 at gridsize 1 and lost to it at gridsize 2 (docs/science.md
 # "Seed spread").
@@ -84,7 +87,10 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     (1 - 0.9) / sqrt(1 - adam_beta_2) times the rate; 0.999, Keras's), average_symmetries (inference predicts each
     patch from the pattern under every symmetry of the probe, maps the predictions back and averages them after
     aligning their global phase; false), rollback (when an epoch's val loss ends more than this fraction of its
-    improvement so far above its best, the best weights are restored and the rate halved; a number > 0 or null, off).
+    improvement so far above its best, the best weights are restored and the rate halved; a number > 0 or null, off),
+    warm_start (gridsize 2 starts from the view's trained gridsize-1 model, run on each group member, instead of
+    from scratch; false), warm_start_epochs (its fine-tuning budget, in place of epochs; 10) and
+    warm_start_learning_rate (its rate, in place of learning_rate; 1e-4).
     Unknown keys are ignored. Raises ValueError naming the setting and its rule.
     """
     required = [*INTEGER_SETTINGS, "learning_rate", "validation_fraction"]
@@ -92,7 +98,13 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"PINN settings are missing {', '.join(missing)}")
     checked = {**OPTIONAL, **settings}
-    integers = {**INTEGER_SETTINGS, "intra_op_threads": 1, "inference_batch_size": 1, "warmup_epochs": 0}
+    integers = {
+        **INTEGER_SETTINGS,
+        "intra_op_threads": 1,
+        "inference_batch_size": 1,
+        "warmup_epochs": 0,
+        "warm_start_epochs": 1,
+    }
     for name, minimum in integers.items():
         value = checked[name]
         if (value is None and name in NULLABLE) or (name == "batch_size" and value == "auto"):
@@ -115,6 +127,7 @@ def validate_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         ("min_learning_rate", 0.0, math.inf),
         ("validation_fraction", 0.0, 1.0),
         ("adam_beta_2", 0.0, 1.0),
+        ("warm_start_learning_rate", 0.0, math.inf),
     ):
         value = checked[name]
         if not (_real(value) and low < value < high):

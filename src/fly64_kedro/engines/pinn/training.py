@@ -202,6 +202,7 @@ def fit(
     job: str = "",
     observers: Callable[[PinnModels], Sequence[keras.callbacks.Callback]] | None = None,
     initial: Mapping[str, Any] | None = None,
+    teacher: Mapping[str, Any] | None = None,
 ) -> tuple[PinnModels, dict[str, Any]]:
     """``train``, also returning the trained Keras models (for callers inside the worker).
 
@@ -209,6 +210,9 @@ def fit(
     run after the project's own, so at an epoch's end they see the weights early stopping would keep.
     ``initial`` ({"weights", "config"} of a trained model, as ``train`` returns them) starts from that model, its
     architecture, input normalisation and canvas (test-time refinement, ``refine``); ``gridsize`` must be its own.
+    ``teacher`` ({"weights", "config"} of a trained gridsize-1 model of the same N), with ``warm_start`` at gridsize 2:
+    the teacher's network, shared by every group member, is fine-tuned through the group's canvas for
+    ``warm_start_epochs`` at ``warm_start_learning_rate`` (docs/science.md "Warm start").
     """
     started = time.perf_counter()
     opts = validate_settings(settings)
@@ -264,7 +268,18 @@ def fit(
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
         }
-    models = build_models(config, probe) if initial is None else load_models(initial["weights"], config)
+    warm = gridsize > 1 and opts["warm_start"]
+    if warm and teacher is None:
+        raise ValueError("PINN setting warm_start needs the view's trained gridsize-1 model (teacher)")
+    if warm:
+        config = _warm_config(teacher["config"], config)
+        models = build_models(config, probe)
+        _set_weights(models, teacher["weights"])
+        epochs, rate = opts["warm_start_epochs"], opts["warm_start_learning_rate"]
+        floor = min(opts["min_learning_rate"], rate)
+    else:
+        epochs, rate, floor = opts["epochs"], opts["learning_rate"], opts["min_learning_rate"]
+        models = build_models(config, probe) if initial is None else load_models(initial["weights"], config)
     device = tensorflow_device()
     # XLA pays off on a GPU; on CPU it compiled slower and ran ~2x slower per epoch for this model.
     jit = device == "gpu" if opts["jit_compile"] == "auto" else opts["jit_compile"]
@@ -281,21 +296,22 @@ def fit(
     averaging = opts["average_epochs"] > 0
     momentum = max(0.0, 1.0 - 1.0 / (opts["average_epochs"] * len(batches))) if averaging else None
     ema = {"use_ema": True, "ema_momentum": momentum} if averaging else {}
-    optimizer = keras.optimizers.Adam(opts["learning_rate"], beta_2=opts["adam_beta_2"], global_clipnorm=clip, **ema)
+    optimizer = keras.optimizers.Adam(rate, beta_2=opts["adam_beta_2"], global_clipnorm=clip, **ema)
     # Creating Adam's slots now lets fit trace its step once, not twice (saves ~2.5 s per training on 2 CPU cores).
     optimizer.build(models.training.trainable_variables)
     loss = {"poisson": poisson_nll, "amplitude": amplitude_mse}[opts["loss"]]
     models.training.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
-    epoch_log = _EpochLogger(job, opts["epochs"])
-    rollback = None if opts["rollback"] is None else _Rollback(opts["rollback"], opts["min_learning_rate"], job)
+    epoch_log = _EpochLogger(job, epochs)
+    rollback = None if opts["rollback"] is None else _Rollback(opts["rollback"], floor, job)
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=opts["early_stopping_patience"], restore_best_weights=True
     )
     logger.info(
-        "PINN %s: training gridsize %d on %d groups (%d validation, %d probe symmetries) on the %s, N=%d, "
+        "PINN %s: training gridsize %d %s on %d groups (%d validation, %d probe symmetries) on the %s, N=%d, "
         "filters %d, canvas radius %d px",
         job,
         gridsize,
+        "from the gridsize-1 model (warm start)" if warm else "from scratch",
         len(trn),
         n_val,
         len(symmetries),
@@ -306,15 +322,15 @@ def fit(
     )
     models.training.fit(
         batches,
-        epochs=opts["epochs"],
+        epochs=epochs,
         validation_data=(features(val), counts[val]),
         callbacks=[
-            _Warmup(opts["learning_rate"], opts["warmup_epochs"] * len(batches)),
+            _Warmup(rate, opts["warmup_epochs"] * len(batches)),
             *([_AveragedWeights()] if averaging else []),
             epoch_log,
             *([rollback] if rollback else []),
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=opts["plateau_patience"], min_lr=opts["min_learning_rate"]
+                monitor="val_loss", factor=0.5, patience=opts["plateau_patience"], min_lr=floor
             ),
             stopper,
             keras.callbacks.TerminateOnNaN(),
@@ -333,7 +349,7 @@ def fit(
         "device": device,
         "best_epoch": int(np.argmin(epoch_log.history["val_loss"])),  # the returned weights are this epoch's
         "epochs_run": len(epoch_log.history["loss"]),
-        "stop_reason": _stop_reason(stopper, epoch_log.history, opts),
+        "stop_reason": _stop_reason(stopper, epoch_log.history, opts["early_stopping_patience"], epochs),
         "n_symmetries": len(symmetries),
         "n_train_groups": len(trn),
         "n_val_groups": n_val,
@@ -341,6 +357,7 @@ def fit(
         "batch_size": batch_size,
         "average_momentum": momentum,
         "rollback_epochs": rollback.epochs if rollback else [],
+        "warm_start": warm,
         # In effect, not as asked (a worker keeps its first job's; 0: TensorFlow's default)
         "tf_threads": {
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -351,16 +368,35 @@ def fit(
     return models, result
 
 
-def _stop_reason(stopper: keras.callbacks.EarlyStopping, history: dict[str, list[float]], opts: dict) -> str:
+def _warm_config(teacher: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The gridsize-2 ``config`` of a network that starts from the gridsize-1 ``teacher``: the teacher's layers,
+    output and input normalisation, shared by every group member."""
+    if (teacher.get("gridsize"), teacher.get("N")) != (1, config["N"]):
+        raise ValueError(
+            f"the PINN teacher must be a gridsize-1 model at N={config['N']}, got gridsize {teacher.get('gridsize')} "
+            f"at N={teacher.get('N')}"
+        )
+    return {**teacher, **{k: config[k] for k in ("gridsize", "canvas_radius")}, "members": "shared"}
+
+
+def _set_weights(models: PinnModels, weights: Mapping[str, np.ndarray]) -> None:
+    """Set every variable named in ``weights``; ValueError if one has no variable of its name and shape."""
+    variables = {v.path: v for v in models.training.weights}
+    for name, value in weights.items():
+        if name not in variables or tuple(variables[name].shape) != np.shape(value):
+            raise ValueError(f"the PINN teacher's weight {name} {np.shape(value)} has no counterpart in the model")
+        variables[name].assign(np.asarray(value, np.float32))
+
+
+def _stop_reason(
+    stopper: keras.callbacks.EarlyStopping, history: dict[str, list[float]], patience: int, epochs: int
+) -> str:
     best = int(np.argmin(history["val_loss"])) + 1
     if stopper.stopped_epoch > 0:
-        return (
-            f"converged: val_loss did not improve for {opts['early_stopping_patience']} epochs "
-            f"(best epoch {best}, restored)"
-        )
-    if len(history["loss"]) < opts["epochs"]:
+        return f"converged: val_loss did not improve for {patience} epochs (best epoch {best}, restored)"
+    if len(history["loss"]) < epochs:
         return "stopped: non-finite loss"
-    return f"epoch budget ({opts['epochs']}) spent (best epoch {best}, restored)"
+    return f"epoch budget ({epochs}) spent (best epoch {best}, restored)"
 
 
 def train(
@@ -372,6 +408,7 @@ def train(
     gridsize: int,
     settings: Mapping[str, Any],
     job: str = "",
+    teacher: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the PINN unsupervised on (n, N, N) diffraction amplitudes with scan positions (pixels).
 
@@ -384,7 +421,7 @@ def train(
     "tf_threads" ({"intra_op", "inter_op"}: the TensorFlow threads the training ran with; 0 = TensorFlow's default)};
     the weights are those of the epoch with the lowest validation loss (its weight average when average_epochs > 0).
     """
-    return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job)[1]
+    return fit(diffraction, ycoords, xcoords, probe, scale, gridsize, settings, job, teacher=teacher)[1]
 
 
 def refine(

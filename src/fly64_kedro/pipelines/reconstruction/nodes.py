@@ -121,13 +121,19 @@ def trained_settings(engine: Engine, settings: dict[str, Any], study: dict[str, 
     return checked_settings(engine, merged)
 
 
-def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str) -> Record:
+def train_model(
+    train_view: Record, settings: dict[str, Any], study: dict[str, Any], label: str, teacher: Record | None = None
+) -> Record:
     """Train one trained engine (a PtychoPINN variant) without labels on a train view; weights (float32) with
-    SHA-256 and size, the per-epoch history, epochs run and why training stopped."""
+    SHA-256 and size, the per-epoch history, epochs run and why training stopped. ``teacher``: the same view's
+    gridsize-1 model, which a gridsize-2 ``warm_start`` begins from (a teacher that is not ok skips the job);
+    ignored otherwise."""
     engine = ENGINES_BY_LABEL[label]
     job = _job_name(train_view, f"{label} training")
     job_settings = trained_settings(engine, settings, study)
     gridsize = engine.gridsize
+    if not (gridsize > 1 and job_settings.get("warm_start")):
+        teacher = None
 
     def call() -> Record:
         scale = float(train_view.meta["scale"])
@@ -142,6 +148,7 @@ def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, A
             gridsize,
             job_settings,
             job=job,
+            teacher=None if teacher is None else {"weights": model_weights(teacher), "config": teacher.meta["config"]},
         )
         names = list(result["weights"])
         arrays = {f"weight_{i:03d}": np.asarray(result["weights"][k], np.float32) for i, k in enumerate(names)}
@@ -162,6 +169,7 @@ def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, A
             "gradient_clip_norm": result["gradient_clip_norm"],
             "batch_size": result["batch_size"],
             "rollback_epochs": result["rollback_epochs"],
+            "warm_start": result["warm_start"],
             "tf_threads": result["tf_threads"],
             "final_loss": history["loss"][-1] if history.get("loss") else None,
             "wall_time_s": result["wall_time_s"],
@@ -173,7 +181,7 @@ def train_model(train_view: Record, settings: dict[str, Any], study: dict[str, A
         }
         return Record(arrays, meta)
 
-    return _run_job(job, label, (train_view,), call)
+    return _run_job(job, label, (train_view,) if teacher is None else (teacher, train_view), call)
 
 
 def model_weights(model: Record) -> dict[str, np.ndarray]:

@@ -41,7 +41,12 @@ def dose_template() -> Pipeline:
             nodes += [
                 node(
                     _bind(train_model, label=engine.label),
-                    [f"{view}__train__ptycho", settings, "params:study"],
+                    {
+                        "train_view": f"{view}__train__ptycho",
+                        "settings": settings,
+                        "study": "params:study",
+                        **({"teacher": f"{view}__{engine.teacher}__model"} if engine.teacher else {}),
+                    },
                     f"{view}__{engine.label}__model",
                     name=f"train_{engine.label}_{view}",
                     tags=engine.settings,
