@@ -26,7 +26,9 @@ def test_refinement_starts_from_the_study_model_and_moves_its_score(tmp_path: Pa
     study, pinn = catalog.load("params:study"), {**catalog.load("params:reconstruction.pinn"), "epochs": 2}
     train, test = (catalog.load(f"d1e5.full.{split}.ptycho") for split in ("train", "test"))
     try:
-        model = train_model(train, pinn, study, "pinn_gs2")
+        teacher = train_model(train, pinn, study, "pinn_gs1")  # gridsize 2 starts from it, as in the study
+        model = train_model(train, pinn, study, "pinn_gs2", teacher)
+        assert model.meta["warm_start"]
         catalog.save("d1e5.full.pinn_gs2.model", model)  # where the study keeps it
         applied = apply_model(model, test, pinn, study, "pinn_gs2")
     finally:

@@ -382,8 +382,8 @@ def test_refinement_starts_from_the_trained_model_and_trains_it_on_new_data(trai
 def _worker_shared_members(diffraction: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray, list, list]:
     """An untrained gridsize-1 polar network and the gridsize-2 shared-member network set from its weights: their
     predictions (gridsize 1 on 4 patterns, gridsize 2 on the 4 as one group) and their weight names."""
+    from fly64_kedro.engines.pinn.inference import set_weights
     from fly64_kedro.engines.pinn.model import build_models
-    from fly64_kedro.engines.pinn.training import _set_weights
 
     config = {"N": N, "gridsize": 1, "filters": 4, "output": "polar", "amplitude_range": 1.0, "input_scale": 0.3}
     config |= {"intensity_scale": 10.0, "trainable_scale": True}
@@ -392,7 +392,7 @@ def _worker_shared_members(diffraction: np.ndarray, probe: np.ndarray) -> tuple[
         variable.assign(np.random.default_rng(0).normal(0, 0.3, variable.shape).astype(np.float32))
     weights = {v.path: v.numpy() for v in single.training.weights}
     shared = build_models({**config, "gridsize": 2, "members": "shared", "canvas_radius": 4}, probe)
-    _set_weights(shared, weights)
+    set_weights(shared, weights, complete=False)
     alone = np.stack(single.inference.predict(diffraction[:4, :, :, None], verbose=0))[..., 0]
     group = np.stack(shared.inference.predict(diffraction[None, :4].transpose(0, 2, 3, 1), verbose=0))[:, 0]
     return alone, group.transpose(0, 3, 1, 2), sorted(weights), sorted(v.path for v in shared.training.weights)

@@ -29,16 +29,26 @@ def load_models(weights: Mapping[str, np.ndarray], config: Mapping[str, Any]) ->
     if config.get("format") != CONFIG_FORMAT:
         raise ValueError(f"PINN config format must be {CONFIG_FORMAT!r}, got {config.get('format')!r}")
     models = build_models(dict(config))
-    variables = {v.path: v for v in models.training.weights}
-    if set(variables) != set(weights):
-        missing, unexpected = sorted(set(variables) - set(weights)), sorted(set(weights) - set(variables))
-        raise ValueError(f"PINN weights do not match the config: missing {missing}, unexpected {unexpected}")
-    for name, variable in variables.items():
-        value = np.asarray(weights[name], dtype=np.float32)
-        if value.shape != tuple(variable.shape):
-            raise ValueError(f"PINN weight {name} has shape {value.shape}, the model needs {tuple(variable.shape)}")
-        variable.assign(value)
+    set_weights(models, weights)
     return models
+
+
+def set_weights(models: PinnModels, weights: Mapping[str, np.ndarray], complete: bool = True) -> None:
+    """Set the models' variables from ``weights`` by name; ValueError if a weight has no variable of its name and
+    shape or, with ``complete``, if a variable has no weight (a warm start leaves the canvas's own to the model)."""
+    variables = {v.path: v for v in models.training.weights}
+    missing, unexpected = sorted(set(variables) - set(weights)), sorted(set(weights) - set(variables))
+    if unexpected or (complete and missing):
+        raise ValueError(
+            f"PINN weights do not match the config: missing {missing if complete else []}, unexpected {unexpected}"
+        )
+    for name, value in weights.items():
+        value = np.asarray(value, dtype=np.float32)
+        if value.shape != tuple(variables[name].shape):
+            raise ValueError(
+                f"PINN weight {name} has shape {value.shape}, the model needs {tuple(variables[name].shape)}"
+            )
+        variables[name].assign(value)
 
 
 def reconstruct(

@@ -20,7 +20,7 @@ import tensorflow as tf
 from fly64_kedro.engines.accelerators import tensorflow_device
 from fly64_kedro.engines.pinn import symmetry
 from fly64_kedro.engines.pinn.data import CONFIG_FORMAT, check_data, configure_worker, grouped
-from fly64_kedro.engines.pinn.inference import load_models
+from fly64_kedro.engines.pinn.inference import load_models, set_weights
 from fly64_kedro.engines.pinn.model import PinnModels, build_models
 from fly64_kedro.engines.pinn.physics import amplitude_mse, poisson_nll
 from fly64_kedro.engines.pinn.settings import BATCH_AUTO, OUTPUT_AUTO, validate_settings
@@ -268,13 +268,13 @@ def fit(
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
         }
-    warm = gridsize > 1 and opts["warm_start"]
+    warm = gridsize > 1 and opts["warm_start"] and initial is None  # a refinement starts from its own model
     if warm and teacher is None:
         raise ValueError("PINN setting warm_start needs the view's trained gridsize-1 model (teacher)")
     if warm:
         config = _warm_config(teacher["config"], config)
         models = build_models(config, probe)
-        _set_weights(models, teacher["weights"])
+        set_weights(models, teacher["weights"], complete=False)
         epochs, rate = opts["warm_start_epochs"], opts["warm_start_learning_rate"]
         floor = min(opts["min_learning_rate"], rate)
     else:
@@ -377,15 +377,6 @@ def _warm_config(teacher: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
             f"at N={teacher.get('N')}"
         )
     return {**teacher, **{k: config[k] for k in ("gridsize", "canvas_radius")}, "members": "shared"}
-
-
-def _set_weights(models: PinnModels, weights: Mapping[str, np.ndarray]) -> None:
-    """Set every variable named in ``weights``; ValueError if one has no variable of its name and shape."""
-    variables = {v.path: v for v in models.training.weights}
-    for name, value in weights.items():
-        if name not in variables or tuple(variables[name].shape) != np.shape(value):
-            raise ValueError(f"the PINN teacher's weight {name} {np.shape(value)} has no counterpart in the model")
-        variables[name].assign(np.asarray(value, np.float32))
 
 
 def _stop_reason(
