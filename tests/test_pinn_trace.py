@@ -26,7 +26,8 @@ def benchmark(script: str, root: Path, out: Path, *args: str) -> tuple[dict, str
 @pytest.mark.slow
 def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(tmp_path: Path) -> None:
     run_session(tmp_path, pipeline_names=["generation", "overlap"])
-    result, stdout = benchmark("pinn_trace.py", tmp_path, tmp_path / "trace.json", "--seed", "7", "--set", "threads=1")
+    args = ("--seed", "7", "--set", "threads=1", "--set", "warm_start_epochs=3")  # traced: the fine-tuning
+    result, stdout = benchmark("pinn_trace.py", tmp_path, tmp_path / "trace.json", *args)
     rows = result["rows"]
     assert [row["epoch"] for row in rows] == [1, 2, 3] and len({row["phase_r2"] for row in rows}) == 3
     # epoch, loss, val_loss, lr, epoch_s, two scores, two health checks, two symmetry-averaged scores (off: NaN)
@@ -36,7 +37,8 @@ def test_trace_scores_every_epoch_and_its_best_epoch_matches_the_applied_model(t
     assert best["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
     assert best["amplitude_r2"] == pytest.approx(result["final_amplitude_r2"], abs=1e-6)
     assert "weights" not in result and "phase R2" in stdout
-    spread, _ = benchmark("pinn_spread.py", tmp_path, tmp_path / "spread.json", "--seeds", "7", "--threads", "1")
+    args = ("--seeds", "7", "--threads", "1", "--set", "warm_start_epochs=3")
+    spread, _ = benchmark("pinn_spread.py", tmp_path, tmp_path / "spread.json", *args)
     assert spread["rows"][0]["history"]["loss"] == [row["loss"] for row in rows]
     assert spread["rows"][0]["phase_r2"] == pytest.approx(result["final_phase_r2"], abs=1e-6)
 

@@ -66,7 +66,7 @@ def test_parallel_runner_runs_both_engines_and_exits(tmp_path: Path, monkeypatch
 
     monkeypatch.setenv("KEDRO_MP_CONTEXT", "spawn")
     run_session(tmp_path, pipeline_names=["generation", "overlap"])
-    jobs = ["d1e5.lsqml_sparse_test", "d1e5.train_pinn_gs2_sparse"]
+    jobs = ["d1e5.lsqml_sparse_test", "d1e5.train_pinn_gs1_sparse", "d1e5.train_pinn_gs2_sparse"]
     run_session(tmp_path, runner=ParallelRunner(max_workers=2), node_names=jobs)
     lsqml = NPZDataset(filepath=str(tmp_path / "07_model_output/d1e5/sparse_test_lsqml.npz"), contract="reconstruction")
     model = NPZDataset(filepath=str(tmp_path / "07_model_output/d1e5/sparse_pinn_gs2_model.npz"), contract="model")
@@ -82,13 +82,14 @@ def test_engine_runner_matches_sequential_runner(tmp_path: Path) -> None:
     sequential, engine = tmp_path / "sequential", tmp_path / "engine"
     run_session(sequential, pipeline_names=["generation", "overlap"], runner=SequentialRunner())
     shutil.copytree(sequential, engine)
-    jobs = ["d1e5.lsqml_sparse_test", "d1e5.train_pinn_gs2_sparse", "d1e4.train_pinn_gs2_sparse"]
+    jobs = ["d1e5.lsqml_sparse_test", *(f"{d}.train_pinn_gs{g}_sparse" for d in ("d1e5", "d1e4") for g in (1, 2))]
     run_session(sequential, runner=SequentialRunner(), node_names=jobs)
     run_session(engine, runner=EngineRunner(max_workers=2), node_names=jobs)
     outputs = {
         "07_model_output/d1e5/sparse_test_lsqml.npz": "reconstruction",
         "07_model_output/d1e5/sparse_pinn_gs2_model.npz": "model",
         "07_model_output/d1e4/sparse_pinn_gs2_model.npz": "model",
+        "07_model_output/d1e4/sparse_pinn_gs1_model.npz": "model",
     }
     for rel, contract in outputs.items():
         left = NPZDataset(filepath=str(sequential / rel), contract=contract).load()
