@@ -105,8 +105,9 @@ def trace(train: dict[str, Any], test: dict[str, Any], gridsize: int, settings: 
                 flush=True,
             )
 
-    observers = lambda models: [TestScore(models)]  # noqa: E731
-    _, result = fit(*args, gridsize, settings, job="trace", observers=observers, teacher=teacher)
+    _, result = fit(
+        *args, gridsize, settings, job="trace", observers=lambda models: [TestScore(models)], teacher=teacher
+    )
     final = reconstruct(
         result.pop("weights"),
         result["config"],

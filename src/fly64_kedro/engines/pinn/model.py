@@ -163,7 +163,7 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
     x = keras.layers.Rescaling(config["input_scale"], name="input_scale")(diffraction)
     if shared:  # one single-pattern network for every member: gridsize 1's layers, so its weights fit
         x = MembersToBatch(name="members_to_batch")(x)
-        channels = 1
+    decoded = 1 if shared else channels  # patches per sample out of the decoders
     for level in range(LEVELS):
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_a")
         x = _conv(x, filters * 2**level, f"encoder_{level}_conv_b")
@@ -173,18 +173,17 @@ def build_models(config: dict, probe: np.ndarray | None = None) -> PinnModels:
     width = config["amplitude_range"]
     if config["output"] == "cartesian":
         # The object starts near a uniform 0.5 transmission, not at 0, where no photons leave.
-        real = _decoder(x, filters, channels, "tanh", "real", bias=math.atanh(0.5 / width))
-        imag = _decoder(x, filters, channels, "tanh", "imag")
+        real = _decoder(x, filters, decoded, "tanh", "real", bias=math.atanh(0.5 / width))
+        imag = _decoder(x, filters, decoded, "tanh", "imag")
         real = keras.layers.Rescaling(width, name="real_range")(real)
         imag = keras.layers.Rescaling(width, name="imag_range")(imag)
         amplitude, phase = CartesianToPolar(name="cartesian_to_polar")([real, imag])
     else:
-        start = _decoder(x, filters, channels, "sigmoid", "amplitude", bias=-math.log(2 * width - 1))
+        start = _decoder(x, filters, decoded, "sigmoid", "amplitude", bias=-math.log(2 * width - 1))
         amplitude = keras.layers.Rescaling(width, name="amplitude_range")(start)
-        phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, channels, "tanh", "phase"))
+        phase = keras.layers.Rescaling(math.pi, name="phase_range")(_decoder(x, filters, decoded, "tanh", "phase"))
         real, imag = PolarToCartesian(name="polar_to_cartesian")([amplitude, phase])
     if shared:
-        channels = gridsize**2
         amplitude, phase, real, imag = (
             BatchToMembers(channels, name=f"{name}_members")(t)
             for name, t in (("amplitude", amplitude), ("phase", phase), ("real", real), ("imag", imag))
